@@ -1,0 +1,78 @@
+//! Runs the three scorers on one small deterministic problem and prints what
+//! they return.
+//!
+//! Keys are 64 points on an 8 × 8 grid in the plane, each key's value is a
+//! smooth function of its position, and the queries are a few points of the
+//! plane, one of them exactly on a key. Attention then acts as an
+//! interpolator: each scorer weighs the keys differently.
+//!
+//! Run: `cargo run --release --example quickstart`
+
+use streamattn::{Attention, MatMut, MatRef, Scorer};
+
+fn f(x: f32, y: f32) -> f32 {
+    (1.5 * x).sin() + 0.5 * (2.0 * y).cos()
+}
+
+fn main() -> Result<(), streamattn::Error> {
+    let d = 2;
+    // 64 keys on the grid {0, 0.5, ..., 3.5}², values f(key).
+    let keys: Vec<f32> = (0..64).flat_map(|j| [0.5 * (j % 8) as f32, 0.5 * (j / 8) as f32]).collect();
+    let values: Vec<f32> = keys.chunks(2).map(|k| f(k[0], k[1])).collect();
+    // Query 2 is exactly key 19 = (1.5, 1.0).
+    let queries = [0.3f32, 0.2, 1.75, 2.25, 1.5, 1.0, 3.1, 0.4];
+    let n_q = queries.len() / d;
+
+    let scorers = [
+        ("Dot", Scorer::dot()),
+        ("NegSqDist", Scorer::NegSqDist { scale: Some(4.0) }),
+        ("NegLogDist", Scorer::neg_log_dist()),
+    ];
+    let mut outputs = Vec::new();
+    println!("query          f(query)   {:>10} {:>10} {:>10}", "Dot", "NegSqDist", "NegLogDist");
+    for (_, scorer) in scorers {
+        let mut out = vec![0.0f32; n_q];
+        let mut lse = vec![0.0f32; n_q];
+        Attention::new(scorer).run_lse(
+            MatRef::dense(&queries, n_q, d)?,
+            MatRef::dense(&keys, 64, d)?,
+            MatRef::dense(&values, 64, 1)?,
+            MatMut::dense(&mut out, n_q, 1)?,
+            &mut lse,
+        )?;
+        outputs.push((out, lse));
+    }
+    for i in 0..n_q {
+        let (x, y) = (queries[2 * i], queries[2 * i + 1]);
+        print!("({x:4.2}, {y:4.2})   {:9.5} ", f(x, y));
+        for (out, _) in &outputs {
+            print!("  {:9.5}", out[i]);
+        }
+        println!();
+    }
+
+    println!("\nlargest difference between scorers over the {n_q} queries:");
+    for a in 0..3 {
+        for b in a + 1..3 {
+            let diff = outputs[a].0.iter().zip(&outputs[b].0).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            println!("  {:>10} vs {:<10} {diff:.5}", scorers[a].0, scorers[b].0);
+        }
+    }
+    println!("\nlargest error against f(query):");
+    for (s, (out, _)) in scorers.iter().zip(&outputs) {
+        let err = (0..n_q).map(|i| (out[i] - f(queries[2 * i], queries[2 * i + 1])).abs()).fold(0.0, f32::max);
+        println!("  {:>10} {err:.5}", s.0);
+    }
+
+    let (idw, lse) = &outputs[2];
+    println!(
+        "\ninverse distance weighting: query 2 equals key 19, whose value is {:.5};\n\
+         NegLogDist returns {:.5} (|difference| {:.2e}), with log-sum-exp {:.3} ≈ ln(1/eps) = {:.3}",
+        values[19],
+        idw[2],
+        (idw[2] - values[19]).abs(),
+        lse[2],
+        (1e3f32).ln()
+    );
+    Ok(())
+}

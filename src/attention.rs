@@ -1,0 +1,327 @@
+//! The public entry: an [`Attention`] configuration, validated into a
+//! [`Problem`] and handed to a kernel one head at a time.
+
+use crate::scorer::Kind;
+use crate::view::Layout;
+use crate::{scalar, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer};
+
+/// An additive bias on the scores: `s(i, j) + bias[h][i][j]`, of shape
+/// `[heads, n_q, n_kv]` with strides.
+///
+/// A head stride of 0 shares one `n_q × n_kv` matrix across heads; a row
+/// stride of 0 shares one row across queries (a per-key bias). Entries may be
+/// `−∞` (the key is masked for that query); the log-sum-exp reported includes
+/// the bias.
+///
+/// ```
+/// use streamattn::Bias;
+/// // One 2 × 3 bias shared by every head.
+/// let b = [0.0, -1.0, f32::NEG_INFINITY, 0.5, 0.0, 0.0];
+/// let bias = Bias::new(&b, 2, 3, 3, 0).unwrap();
+/// # let _ = bias;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Bias<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    head_stride: usize,
+}
+
+impl<'a> Bias<'a> {
+    /// A bias of `rows × cols` per head (`rows = n_q`, `cols = n_kv`), element
+    /// `[h][i][j]` at `data[h * head_stride + i * row_stride + j]`.
+    ///
+    /// Errors: [`Error::StrideTooSmall`] if `row_stride` is neither 0 nor at
+    /// least `cols`. The length of `data` is checked at the call, against the
+    /// number of heads.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        head_stride: usize,
+    ) -> Result<Self, Error> {
+        if row_stride != 0 && row_stride < cols {
+            return Err(Error::StrideTooSmall { what: "bias", stride: row_stride, min: cols });
+        }
+        Ok(Bias { data, rows, cols, row_stride, head_stride })
+    }
+
+    /// One dense `rows × cols` matrix shared by every head.
+    pub fn shared(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, Error> {
+        Self::new(data, rows, cols, cols, 0)
+    }
+
+    fn check(&self, heads: usize, n_q: usize, n_kv: usize) -> Result<(), Error> {
+        let what = "bias";
+        if self.rows != n_q {
+            return Err(Error::ShapeMismatch { what, expected: n_q, found: self.rows });
+        }
+        if self.cols != n_kv {
+            return Err(Error::ShapeMismatch { what, expected: n_kv, found: self.cols });
+        }
+        if heads == 0 || n_q == 0 || n_kv == 0 {
+            return Ok(());
+        }
+        let needed = (heads - 1)
+            .checked_mul(self.head_stride)
+            .and_then(|x| x.checked_add((n_q - 1).checked_mul(self.row_stride)?))
+            .and_then(|x| x.checked_add(n_kv))
+            .ok_or(Error::Overflow { what })?;
+        if self.data.len() < needed {
+            return Err(Error::BufferTooShort { what, needed, len: self.data.len() });
+        }
+        Ok(())
+    }
+
+    /// The `n_kv` bias entries of query row `i` of head `h`.
+    #[inline]
+    pub(crate) fn row(&self, h: usize, i: usize) -> &'a [f32] {
+        let o = h * self.head_stride + i * self.row_stride;
+        &self.data[o..o + self.cols]
+    }
+}
+
+/// An attention computation: a scorer, a mask, an optional key length and an
+/// optional bias, applied to queries, keys and values by [`run`](Self::run)
+/// (one head), [`run_lse`](Self::run_lse) (one head, with log-sum-exp) or
+/// [`run_heads`](Self::run_heads) (many heads, grouped-query).
+///
+/// For query row `i` with visible keys `J_i` (mask, key length):
+///
+/// ```text
+/// out[i] = Σ_{j ∈ J_i} softmax_j(s(q_i, k_j) + bias[i][j]) · v_j
+/// lse[i] = ln Σ_{j ∈ J_i} e^{s(q_i, k_j) + bias[i][j]}
+/// ```
+///
+/// computed by a streaming softmax that never stores the `n_q × n_kv` score
+/// matrix and allocates nothing. A row with no visible key (or only `−∞`
+/// scores) gets `out[i] = 0` and `lse[i] = −∞`; a NaN in `q_i`, in a visible
+/// `k_j` or `v_j`, or in the bias makes that row NaN.
+///
+/// ```
+/// use streamattn::{Attention, MatMut, MatRef, Mask, Scorer};
+/// let (n_q, n_kv, d, d_v) = (2, 3, 4, 2);
+/// let q = [0.1f32; 2 * 4];
+/// let k = [0.2f32, 0.0, 0.1, 0.3, 1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.0];
+/// let v = [1.0f32, 0.0, 0.0, 1.0, 0.5, 0.5];
+/// let mut out = [0.0f32; 2 * 2];
+/// Attention::new(Scorer::dot())
+///     .mask(Mask::Causal { offset: 1 })
+///     .run(
+///         MatRef::dense(&q, n_q, d)?,
+///         MatRef::dense(&k, n_kv, d)?,
+///         MatRef::dense(&v, n_kv, d_v)?,
+///         MatMut::dense(&mut out, n_q, d_v)?,
+///     )?;
+/// // Each output row is a convex combination of value rows.
+/// assert!(out.iter().all(|&x| (0.0..=1.0).contains(&x)));
+/// # Ok::<(), streamattn::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Attention<'b> {
+    scorer: Scorer,
+    mask: Mask,
+    key_len: Option<usize>,
+    bias: Option<Bias<'b>>,
+    kernel: Kernel,
+}
+
+/// Which implementation computes the result. Both compute the same function;
+/// they differ only in rounding, within the tolerance the tests document.
+///
+/// ```
+/// use streamattn::{Attention, Kernel, Scorer};
+/// let reference = Attention::new(Scorer::dot()).kernel(Kernel::Scalar);
+/// # let _ = reference;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kernel {
+    /// The vectorised tiled kernel (lane width chosen by the build's target
+    /// features). The default.
+    #[default]
+    Tiled,
+    /// The scalar streaming path, one row and one small tile of keys at a
+    /// time: slow, simple, and what the tiled kernel is tested against.
+    Scalar,
+}
+
+impl<'b> Attention<'b> {
+    /// Attention with `scorer`, no mask, every key, no bias.
+    pub const fn new(scorer: Scorer) -> Self {
+        Attention { scorer, mask: Mask::None, key_len: None, bias: None, kernel: Kernel::Tiled }
+    }
+
+    /// Chooses the implementation (default [`Kernel::Tiled`]).
+    pub const fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Sets the mask.
+    pub const fn mask(mut self, mask: Mask) -> Self {
+        self.mask = mask;
+        self
+    }
+
+    /// Only the first `key_len` keys exist; the rest (padding of a
+    /// preallocated cache) are ignored. Must be at most `n_kv`.
+    pub const fn key_len(mut self, key_len: usize) -> Self {
+        self.key_len = Some(key_len);
+        self
+    }
+
+    /// Adds `bias` to every score.
+    pub const fn bias(mut self, bias: Bias<'b>) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// One head: `q` is `n_q × d`, `k` is `n_kv × d`, `v` is `n_kv × d_v`, `out`
+    /// is `n_q × d_v`. See [`run_heads`](Self::run_heads) for the errors.
+    pub fn run(&self, q: MatRef<'_>, k: MatRef<'_>, v: MatRef<'_>, out: MatMut<'_>) -> Result<(), Error> {
+        self.run_heads(
+            HeadsRef::from_mat(q),
+            HeadsRef::from_mat(k),
+            HeadsRef::from_mat(v),
+            HeadsMut::from_mat(out),
+            None,
+        )
+    }
+
+    /// [`run`](Self::run), also writing the log-sum-exp of each row's scores to
+    /// `lse[i]` (natural log; `−∞` for a row with no visible key).
+    pub fn run_lse(
+        &self,
+        q: MatRef<'_>,
+        k: MatRef<'_>,
+        v: MatRef<'_>,
+        out: MatMut<'_>,
+        lse: &mut [f32],
+    ) -> Result<(), Error> {
+        self.run_heads(
+            HeadsRef::from_mat(q),
+            HeadsRef::from_mat(k),
+            HeadsRef::from_mat(v),
+            HeadsMut::from_mat(out),
+            Some(lse),
+        )
+    }
+
+    /// Many heads with grouped-query attention: `q` has `n_heads` heads,
+    /// `k` and `v` have `n_kv_heads`, and query head `h` reads key/value head
+    /// `h / (n_heads / n_kv_heads)`. `out` has `n_heads` heads of `n_q × d_v`.
+    /// `lse`, if given, receives `lse[h * n_q + i]`.
+    ///
+    /// Errors, checked before anything is written:
+    /// - [`Error::ShapeMismatch`]: `k.cols() != q.cols()`, `v` not of
+    ///   `k`'s heads and rows, `out` not `n_heads × n_q × v.cols()`, a bias not
+    ///   `n_q × n_kv`;
+    /// - [`Error::HeadGrouping`]: `n_heads` not a positive multiple of a
+    ///   positive `n_kv_heads`;
+    /// - [`Error::InvalidParameter`]: a scorer parameter out of its domain;
+    /// - [`Error::OutOfRange`]: mask offset or key length above `n_kv`;
+    /// - [`Error::BufferTooShort`], [`Error::Overflow`]: a bias or `lse` too short.
+    ///
+    /// `n_q = 0` does nothing; `n_kv = 0` gives zero rows and `lse = −∞`.
+    ///
+    /// ```
+    /// use streamattn::{Attention, HeadsMut, HeadsRef, Scorer};
+    /// // 4 query heads share 2 KV heads; a [seq, heads, d] cache read in place.
+    /// let (h, h_kv, n_q, n_kv, d) = (4, 2, 1, 5, 8);
+    /// let q = vec![0.5f32; h * n_q * d];
+    /// let kv: Vec<f32> = (0..n_kv * h_kv * d).map(|x| (x % 7) as f32 * 0.1).collect();
+    /// let mut out = vec![0.0f32; h * n_q * d];
+    /// let mut lse = vec![0.0f32; h * n_q];
+    /// Attention::new(Scorer::neg_sq_dist()).run_heads(
+    ///     HeadsRef::seq_major(&q, h, n_q, d)?,
+    ///     HeadsRef::seq_major(&kv, h_kv, n_kv, d)?,
+    ///     HeadsRef::seq_major(&kv, h_kv, n_kv, d)?,
+    ///     HeadsMut::seq_major(&mut out, h, n_q, d)?,
+    ///     Some(&mut lse),
+    /// )?;
+    /// // Heads 0 and 1 share KV head 0 and have the same query: same output.
+    /// assert_eq!(out[..d], out[d..2 * d]);
+    /// # Ok::<(), streamattn::Error>(())
+    /// ```
+    pub fn run_heads(
+        &self,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_>,
+        v: HeadsRef<'_>,
+        out: HeadsMut<'_>,
+        mut lse: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
+        let problem = self.problem(q, k, v, &out.layout, lse.as_deref())?;
+        let n_q = problem.q.rows();
+        for h in 0..problem.q.heads() {
+            let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
+            scalar::head(&problem, h, out.data, &out.layout, lse_h);
+        }
+        Ok(())
+    }
+
+    /// Checks every argument against the others.
+    fn problem<'a>(
+        &self,
+        q: HeadsRef<'a>,
+        k: HeadsRef<'a>,
+        v: HeadsRef<'a>,
+        out: &Layout,
+        lse: Option<&[f32]>,
+    ) -> Result<Problem<'a>, Error>
+    where
+        'b: 'a,
+    {
+        let (n_heads, n_kv_heads) = (q.heads(), k.heads());
+        let (n_q, n_kv, d) = (q.rows(), k.rows(), q.cols());
+        let mismatch = |what, expected, found| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(Error::ShapeMismatch { what, expected, found })
+            }
+        };
+        mismatch("k", d, k.cols())?;
+        mismatch("v", n_kv_heads, v.heads())?;
+        mismatch("v", n_kv, v.rows())?;
+        if n_kv_heads == 0 || n_heads == 0 || n_heads % n_kv_heads != 0 {
+            return Err(Error::HeadGrouping { n_heads, n_kv_heads });
+        }
+        mismatch("out", n_heads, out.heads)?;
+        mismatch("out", n_q, out.rows)?;
+        mismatch("out", v.cols(), out.cols)?;
+        let kind = self.scorer.resolve(d)?;
+        let key_len = self.key_len.unwrap_or(n_kv);
+        if key_len > n_kv {
+            return Err(Error::OutOfRange { what: "key_len", value: key_len, max: n_kv });
+        }
+        self.mask.check(n_kv)?;
+        if let Some(b) = &self.bias {
+            b.check(n_heads, n_q, n_kv)?;
+        }
+        if let Some(l) = lse {
+            let needed = n_heads.checked_mul(n_q).ok_or(Error::Overflow { what: "lse" })?;
+            if l.len() < needed {
+                return Err(Error::BufferTooShort { what: "lse", needed, len: l.len() });
+            }
+        }
+        Ok(Problem { q, k, v, kind, mask: self.mask, key_len, bias: self.bias, group: n_heads / n_kv_heads })
+    }
+}
+
+/// A validated call: every index the kernels compute is in bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Problem<'a> {
+    pub q: HeadsRef<'a>,
+    pub k: HeadsRef<'a>,
+    pub v: HeadsRef<'a>,
+    pub kind: Kind,
+    pub mask: Mask,
+    pub key_len: usize,
+    pub bias: Option<Bias<'a>>,
+    /// Query heads per key/value head.
+    pub group: usize,
+}

@@ -1,0 +1,112 @@
+//! The error type: every rejected input has its own variant.
+
+use core::fmt;
+
+/// Why an attention call (or a view constructor) rejected its input.
+///
+/// Every check happens before any output is written, so an `Err` leaves the
+/// output buffers untouched. `what` names the argument at fault: `"q"`, `"k"`,
+/// `"v"`, `"out"`, `"bias"`, `"lse"`, `"key_norms"`.
+///
+/// ```
+/// use streamattn::{Error, MatRef};
+/// // 2 rows of 3 columns need at least 6 floats.
+/// let err = MatRef::new(&[0.0; 5], 2, 3, 3).unwrap_err();
+/// assert_eq!(err, Error::BufferTooShort { what: "matrix", needed: 6, len: 5 });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A head dimension (`d` or `d_v`, the column count of a view) is zero.
+    ZeroDim {
+        /// The argument at fault.
+        what: &'static str,
+    },
+    /// A slice is shorter than its shape and strides require.
+    BufferTooShort {
+        /// The argument at fault.
+        what: &'static str,
+        /// Minimum length in `f32` elements.
+        needed: usize,
+        /// Actual length.
+        len: usize,
+    },
+    /// A row or head stride is smaller than the extent it must step over, so
+    /// rows (or heads) would overlap.
+    StrideTooSmall {
+        /// The argument at fault.
+        what: &'static str,
+        /// The stride given, in `f32` elements.
+        stride: usize,
+        /// The smallest stride accepted.
+        min: usize,
+    },
+    /// `shape × stride` does not fit in `usize`.
+    Overflow {
+        /// The argument at fault.
+        what: &'static str,
+    },
+    /// Two arguments disagree on a dimension (for example `k.cols() != q.cols()`).
+    ShapeMismatch {
+        /// The argument at fault.
+        what: &'static str,
+        /// The dimension the other arguments imply.
+        expected: usize,
+        /// The dimension this argument has.
+        found: usize,
+    },
+    /// The number of query heads is not a positive multiple of the number of
+    /// key/value heads.
+    HeadGrouping {
+        /// Query heads.
+        n_heads: usize,
+        /// Key/value heads.
+        n_kv_heads: usize,
+    },
+    /// A scorer parameter is out of its domain: `scale` not finite or not
+    /// positive, `eps` negative or not finite, `p` not finite or not positive.
+    InvalidParameter {
+        /// `"scale"`, `"eps"` or `"p"`.
+        what: &'static str,
+        /// The rejected value.
+        value: f32,
+    },
+    /// A mask offset or key length lies beyond the number of keys.
+    OutOfRange {
+        /// `"offset"` or `"key_len"`.
+        what: &'static str,
+        /// The rejected value.
+        value: usize,
+        /// The largest value accepted (`n_kv`).
+        max: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::ZeroDim { what } => write!(f, "{what}: zero head dimension"),
+            Error::BufferTooShort { what, needed, len } => {
+                write!(f, "{what}: slice of {len} floats is too short, shape and strides need {needed}")
+            }
+            Error::StrideTooSmall { what, stride, min } => {
+                write!(f, "{what}: stride {stride} is smaller than {min}, rows or heads would overlap")
+            }
+            Error::Overflow { what } => write!(f, "{what}: shape times stride overflows usize"),
+            Error::ShapeMismatch { what, expected, found } => {
+                write!(f, "{what}: dimension {found} does not match the expected {expected}")
+            }
+            Error::HeadGrouping { n_heads, n_kv_heads } => {
+                write!(f, "{n_heads} query heads is not a positive multiple of {n_kv_heads} key/value heads")
+            }
+            Error::InvalidParameter { what, value } => {
+                write!(f, "scorer parameter {what} = {value} is out of its domain")
+            }
+            Error::OutOfRange { what, value, max } => {
+                write!(f, "{what} = {value} is out of range (at most {max})")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

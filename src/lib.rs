@@ -1,0 +1,64 @@
+//! Streaming (online-softmax) attention for `f32`, with three scorers that
+//! share one softmax: the scaled dot product, the negative squared Euclidean
+//! distance, and the negative log distance (inverse distance weighting).
+//!
+//! For one head, queries `Q` (`n_q × d`), keys `K` (`n_kv × d`) and values `V`
+//! (`n_kv × d_v`) give the output `O` (`n_q × d_v`):
+//!
+//! ```text
+//! O[i] = Σ_j softmax_j(s(q_i, k_j)) · v_j       over the keys j the mask lets row i see
+//! ```
+//!
+//! Keys are visited a tile at a time with a running maximum and sum per query
+//! row, so the `n_q × n_kv` score matrix is never stored: extra memory is a
+//! fixed stack buffer, whatever `n_q` and `n_kv` are. The crate is `no_std`
+//! and never allocates.
+//!
+//! - [`Scorer`] says how a query is compared with a key.
+//! - [`Mask`], [`Attention::key_len`] and [`Bias`] say which keys each row sees.
+//! - [`MatRef`], [`MatMut`], [`HeadsRef`], [`HeadsMut`] are strided views of the
+//!   caller's buffers, so KV caches are read in place.
+//! - [`Attention`] runs one head or many (grouped-query), optionally reporting
+//!   each row's log-sum-exp; [`merge`] combines results over disjoint key
+//!   ranges (split-KV).
+//! - Every bad input is an [`Error`], never a panic.
+//!
+//! ```
+//! use streamattn::{Attention, MatMut, MatRef, Scorer};
+//! let q = [1.0f32, 0.0];
+//! let k = [1.0f32, 0.0, 0.0, 1.0];
+//! let v = [10.0f32, 20.0];
+//! let mut out = [0.0f32];
+//! Attention::new(Scorer::neg_log_dist()).run(
+//!     MatRef::dense(&q, 1, 2)?,
+//!     MatRef::dense(&k, 2, 2)?,
+//!     MatRef::dense(&v, 2, 1)?,
+//!     MatMut::dense(&mut out, 1, 1)?,
+//! )?;
+//! // The query equals key 0: inverse distance weighting returns (nearly) its value.
+//! assert!((out[0] - 10.0).abs() < 0.01);
+//! # Ok::<(), streamattn::Error>(())
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod attention;
+mod error;
+mod mask;
+mod scalar;
+mod scorer;
+mod softmax;
+mod view;
+
+pub use attention::{Attention, Bias, Kernel};
+pub use error::Error;
+pub use mask::Mask;
+pub use scorer::Scorer;
+pub use softmax::merge;
+pub use view::{HeadsMut, HeadsRef, MatMut, MatRef};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,89 @@
+//! Masks: which keys each query row may attend to.
+//!
+//! Every mask the crate knows keeps, for query row `i`, one contiguous range of
+//! keys `[lo_i, hi_i)`. The kernels visit only that range, so masked keys cost
+//! nothing. Arbitrary patterns go through an additive [`Bias`](crate::Bias)
+//! with `-∞` entries.
+
+use crate::Error;
+
+/// Which keys query row `i` sees (rows and keys numbered from 0).
+///
+/// The position of query row `i` in key coordinates is `i + offset`. A KV
+/// cache holding `n_kv` keys of which the last `n_q` belong to the current
+/// queries is aligned bottom-right with `offset = n_kv − n_q`
+/// ([`Mask::causal_bottom_right`]). `offset` must be at most `n_kv`.
+///
+/// | mask | keys `j` seen by row `i` |
+/// |---|---|
+/// | `None` | all |
+/// | `Causal { offset }` | `j <= i + offset` |
+/// | `Window { offset, left, right }` | `i + offset − left <= j <= i + offset + right` |
+///
+/// On top of the mask, keys at or past the call's key length are never seen
+/// ([`Attention::key_len`](crate::Attention::key_len)). A row that sees no key
+/// gets an output of 0 and a log-sum-exp of `−∞`.
+///
+/// ```
+/// use streamattn::Mask;
+/// // Sliding-window causal attention over the last 128 positions.
+/// let m = Mask::Window { offset: 0, left: 127, right: 0 };
+/// assert_eq!(m.key_range(200, 1000), 73..201);
+/// assert_eq!(Mask::causal_bottom_right(4, 10), Mask::Causal { offset: 6 });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mask {
+    /// Every key is seen.
+    #[default]
+    None,
+    /// Key `j` is seen by row `i` when `j <= i + offset`.
+    Causal {
+        /// Position of query row 0 among the keys.
+        offset: usize,
+    },
+    /// Key `j` is seen by row `i` when `i + offset − left <= j <= i + offset + right`.
+    Window {
+        /// Position of query row 0 among the keys.
+        offset: usize,
+        /// How many keys before the row's position are seen.
+        left: usize,
+        /// How many keys after the row's position are seen.
+        right: usize,
+    },
+}
+
+impl Mask {
+    /// `Causal` with `offset = n_kv − n_q` (0 when `n_q > n_kv`): the last query
+    /// row sees every key.
+    pub const fn causal_bottom_right(n_q: usize, n_kv: usize) -> Self {
+        Mask::Causal { offset: n_kv.saturating_sub(n_q) }
+    }
+
+    /// The keys `lo..hi` that row `i` sees among the first `key_len` keys
+    /// (empty when the row sees none).
+    pub fn key_range(&self, i: usize, key_len: usize) -> core::ops::Range<usize> {
+        let (lo, hi) = match *self {
+            Mask::None => (0, key_len),
+            Mask::Causal { offset } => (0, i.saturating_add(offset).saturating_add(1)),
+            Mask::Window { offset, left, right } => {
+                let pos = i.saturating_add(offset);
+                (pos.saturating_sub(left), pos.saturating_add(right).saturating_add(1))
+            }
+        };
+        let hi = hi.min(key_len);
+        lo.min(hi)..hi
+    }
+
+    pub(crate) fn check(&self, n_kv: usize) -> Result<(), Error> {
+        match *self {
+            Mask::None => Ok(()),
+            Mask::Causal { offset } | Mask::Window { offset, .. } => {
+                if offset > n_kv {
+                    Err(Error::OutOfRange { what: "offset", value: offset, max: n_kv })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The three scorers: how a query is compared with a key.
+
+use crate::Error;
+
+/// How a query `q` is scored against a key `k` (both of length `d`).
+///
+/// | scorer | score `s(q, k)` | softmax weight `∝ e^s` | defaults |
+/// |---|---|---|---|
+/// | `Dot` | `scale · q·k` | `e^{scale q·k}` | `scale = 1/√d` |
+/// | `NegSqDist` | `−scale · ‖q−k‖²` | `e^{−scale ‖q−k‖²}` (RBF, "L2 attention") | `scale = 1/√d` |
+/// | `NegLogDist` | `−ln(eps + ‖q−k‖^p)` | `1 / (eps + ‖q−k‖^p)` (Shepard's inverse distance weighting) | `eps = 1e-3`, `p = 2` |
+///
+/// `‖·‖` is the Euclidean norm; all quantities are in the units of the inputs
+/// (scores are dimensionless logits). A scale of `None` means the default
+/// `1/√d`.
+///
+/// - `NegSqDist` scores with the norm trick `scale · (2 q·k − ‖k‖²)`: the
+///   dropped `−scale ‖q‖²` is the same for every key of a row and cancels in
+///   the softmax. The log-sum-exp the crate reports adds it back, so it is the
+///   log-sum-exp of the scores in the table.
+/// - `NegLogDist` computes the squared distance directly as `Σ (q_c − k_c)²`, so
+///   a query that equals a key gets distance exactly 0 and weight `1/eps`: the
+///   output is then close to that key's value (it is the value exactly when
+///   `eps = 0`, where the weight is infinite). Its weights are bounded by
+///   `1/eps`.
+///
+/// Parameters are checked at each call: `scale` finite and `> 0`, `eps` finite
+/// and `>= 0`, `p` finite and `> 0`, else [`Error::InvalidParameter`].
+///
+/// ```
+/// use streamattn::Scorer;
+/// assert_eq!(Scorer::dot(), Scorer::Dot { scale: None });
+/// assert_eq!(Scorer::neg_log_dist(), Scorer::NegLogDist { eps: 1e-3, p: 2.0 });
+/// let sharper = Scorer::NegSqDist { scale: Some(0.5) };
+/// # let _ = sharper;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Scorer {
+    /// Scaled dot product `scale · q·k`.
+    Dot {
+        /// Multiplies `q·k`; `None` is `1/√d`.
+        scale: Option<f32>,
+    },
+    /// Negative scaled squared Euclidean distance `−scale · ‖q−k‖²`.
+    NegSqDist {
+        /// Multiplies `‖q−k‖²`; `None` is `1/√d`.
+        scale: Option<f32>,
+    },
+    /// Negative log distance `−ln(eps + ‖q−k‖^p)`: inverse distance weighting.
+    NegLogDist {
+        /// Added to the powered distance; keeps weights finite (`<= 1/eps`).
+        eps: f32,
+        /// Power of the Euclidean distance.
+        p: f32,
+    },
+}
+
+impl Scorer {
+    /// `Dot` with the default scale `1/√d`.
+    pub const fn dot() -> Self {
+        Scorer::Dot { scale: None }
+    }
+
+    /// `NegSqDist` with the default scale `1/√d`.
+    pub const fn neg_sq_dist() -> Self {
+        Scorer::NegSqDist { scale: None }
+    }
+
+    /// `NegLogDist` with the defaults `eps = 1e-3`, `p = 2`.
+    pub const fn neg_log_dist() -> Self {
+        Scorer::NegLogDist { eps: 1e-3, p: 2.0 }
+    }
+
+    /// Checks the parameters and fills in the defaults for head dimension `d`.
+    pub(crate) fn resolve(self, d: usize) -> Result<Kind, Error> {
+        let default_scale = 1.0 / libm::sqrtf(d as f32);
+        let scale = |s: Option<f32>| match s {
+            None => Ok(default_scale),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(s),
+            Some(value) => Err(Error::InvalidParameter { what: "scale", value }),
+        };
+        match self {
+            Scorer::Dot { scale: s } => Ok(Kind::Dot { scale: scale(s)? }),
+            Scorer::NegSqDist { scale: s } => Ok(Kind::SqDist { scale: scale(s)? }),
+            Scorer::NegLogDist { eps, p } => {
+                if !(eps.is_finite() && eps >= 0.0) {
+                    return Err(Error::InvalidParameter { what: "eps", value: eps });
+                }
+                if !(p.is_finite() && p > 0.0) {
+                    return Err(Error::InvalidParameter { what: "p", value: p });
+                }
+                Ok(Kind::LogDist { eps, p })
+            }
+        }
+    }
+}
+
+/// A scorer with its parameters checked and defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Kind {
+    Dot { scale: f32 },
+    SqDist { scale: f32 },
+    LogDist { eps: f32, p: f32 },
+}
+
+impl Kind {
+    /// The logit the kernels use for one pair, in plain scalar arithmetic.
+    /// `SqDist` omits the row constant `−scale ‖q‖²` (see [`Kind::lse_shift`]).
+    pub(crate) fn logit(self, q: &[f32], k: &[f32]) -> f32 {
+        match self {
+            Kind::Dot { scale } => scale * dot(q, k),
+            Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
+            Kind::LogDist { eps, p } => -libm::logf(eps + pow_dist(sq_dist(q, k), p)),
+        }
+    }
+
+    /// What to add to the kernel's log-sum-exp of row `q` to get the
+    /// log-sum-exp of the scores as defined: `−scale ‖q‖²` for `SqDist`.
+    pub(crate) fn lse_shift(self, q: &[f32]) -> f32 {
+        match self {
+            Kind::SqDist { scale } => -scale * dot(q, q),
+            Kind::Dot { .. } | Kind::LogDist { .. } => 0.0,
+        }
+    }
+}
+
+/// `d^p` from the squared distance `d2 = d²`, clamped at 0 first (a NaN
+/// stays NaN: `f32::max` would turn it into 0).
+#[inline]
+pub(crate) fn pow_dist(d2: f32, p: f32) -> f32 {
+    let d2 = if d2 < 0.0 { 0.0 } else { d2 };
+    if p == 2.0 {
+        d2
+    } else if p == 1.0 {
+        libm::sqrtf(d2)
+    } else {
+        libm::powf(d2, 0.5 * p)
+    }
+}
+
+/// `Σ a_c b_c`, summed left to right.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |acc, (x, y)| acc + x * y)
+}
+
+/// `Σ (a_c − b_c)²`, summed left to right: every term is non-negative, so the
+/// relative error is at most `γ_{d+2}` however close `a` is to `b`.
+#[inline]
+pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |acc, (x, y)| {
+        let t = x - y;
+        acc + t * t
+    })
+}

@@ -1,0 +1,448 @@
+//! Shared by the integration tests: a deterministic generator, test cases laid
+//! out in every supported memory layout, a materialised f64 reference written
+//! as plain loops, and the error bound each comparison uses.
+//!
+//! # The tolerance, derived
+//!
+//! `u = 2⁻²⁴` is the unit roundoff of f32 and `γ(n) = n·u / (1 − n·u)` the
+//! standard bound on the relative error of an n-term f32 sum or product
+//! (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). Order of
+//! summation and the use of FMA do not change these bounds, so one bound
+//! covers the scalar path and every SIMD kernel.
+//!
+//! 1. **Logit error** `e_ij`, the absolute error of the f32 logit of pair
+//!    `(i, j)` (up to a constant of the row, which cancels in the softmax):
+//!    - `Dot`: `γ(d+2) · scale · Σ_c |q_c k_c|` (d products and sums, the
+//!      rounding of `1/√d`, the final multiply);
+//!    - `NegSqDist` (norm trick `scale·(2q·k − ‖k‖²)`):
+//!      `γ(d+3) · scale · (2 Σ_c |q_c k_c| + ‖k‖²)`;
+//!    - `NegLogDist`: `Σ(q_c − k_c)²` has relative error `γ(d+2)` (every term
+//!      is non-negative), `eps + d^p` relative error
+//!      `ρ = max(1, p/2) · γ(d+4) + 2u` (powf is within 1 ulp), and `ln x`
+//!      turns a relative error ρ of x into an absolute error ρ, plus its own
+//!      rounding `u·(|s| + 1)`;
+//!    - a bias adds the rounding of one addition, `u · |s + b|`.
+//!
+//!    `Δ_i = max_j e_ij` over the keys row i sees.
+//! 2. **Weight error**. `p_j = e^{s_j − m}` has relative error at most
+//!    `δ_i = Δ_i + 2u·S_i + E_exp`, where `S_i = max_j |s_ij|` bounds the
+//!    rounding of `s_j − m` and `E_exp = 4u` bounds the exponential (libm's
+//!    `expf` is within 1 ulp; the SIMD exponential's bound is tested to be
+//!    below this in the crate's unit tests). Normalised weights then have
+//!    relative error at most `e^{2δ} − 1`, and since
+//!    `O' − O = Σ_j (p'_j − p_j)(v_j − O)`, the output moves by at most
+//!    `(e^{2δ} − 1) · (A_c + |O_c|)` in column c, where
+//!    `A_c = Σ_j p_j |v_jc|` (exact weights).
+//! 3. **Accumulation error**. `o = Σ_j p_j v_j` and `l = Σ_j p_j` are f32 sums
+//!    of `n_i` terms with at most `n_i` rescalings by `α` and one final
+//!    division: relative errors `γ(2n_i + 3)` of `Σ p_j |v_jc|` and of `l`,
+//!    so `2γ(2n_i + 3) · A_c`.
+//!
+//! Output tolerance: `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + 1e-35`
+//! (the last term absorbs subnormal underflow of products). Log-sum-exp
+//! tolerance: `Δ_i + E_exp + γ(2n_i + 3) + u·|lse|`, plus for `NegSqDist` the
+//! rounding of the added-back `scale ‖q‖²`, `γ(d+2)·scale·‖q‖²`.
+//! When the reference's row maximum is `+∞` the weights are exactly 0 or 1
+//! and only the accumulation term remains.
+//!
+//! Two f32 results each within the tolerance of the reference are within
+//! twice the tolerance of each other; that is the bound between kernels.
+
+#![allow(dead_code)]
+
+use streamattn::{Attention, Bias, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+
+pub const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+pub fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * U;
+    nu / (1.0 - nu)
+}
+
+/// Bound on the relative error of the exponential, in either kernel.
+pub const E_EXP: f64 = 4.0 * U;
+
+/// A small deterministic generator (64-bit LCG, high bits).
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+    }
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 32) as u32
+    }
+    /// Uniform in [-1, 1).
+    pub fn sym(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u32() as usize) % n.max(1)
+    }
+    pub fn vec(&mut self, n: usize, amp: f32) -> Vec<f32> {
+        (0..n).map(|_| amp * self.sym()).collect()
+    }
+}
+
+/// How the buffers handed to the crate are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `[heads, rows, cols]`, dense.
+    HeadsMajor,
+    /// `[rows, heads, cols]`, dense.
+    SeqMajor,
+    /// `[heads, rows, cols]` with `pad` extra floats after each row and after
+    /// each head.
+    Padded(usize),
+}
+
+/// One attention problem. Logical data is dense `[head][row][col]`.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub n_q: usize,
+    pub n_kv: usize,
+    pub d: usize,
+    pub dv: usize,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Dense `[head][i][j]`, or `[i][j]` shared by every head.
+    pub bias: Option<Vec<f32>>,
+    pub bias_shared: bool,
+    pub scorer: Scorer,
+    pub mask: Mask,
+    pub key_len: Option<usize>,
+    pub layout: Layout,
+}
+
+impl Case {
+    /// Random data in [-amp, amp), no bias, no mask, dense heads-major.
+    #[allow(clippy::too_many_arguments)]
+    pub fn random(
+        seed: u64,
+        heads: usize,
+        kv_heads: usize,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        dv: usize,
+        scorer: Scorer,
+    ) -> Case {
+        let mut r = Rng::new(seed);
+        Case {
+            heads,
+            kv_heads,
+            n_q,
+            n_kv,
+            d,
+            dv,
+            q: r.vec(heads * n_q * d, 1.0),
+            k: r.vec(kv_heads * n_kv * d, 1.0),
+            v: r.vec(kv_heads * n_kv * dv, 1.0),
+            bias: None,
+            bias_shared: false,
+            scorer,
+            mask: Mask::None,
+            key_len: None,
+            layout: Layout::HeadsMajor,
+        }
+    }
+
+    pub fn with_mask(mut self, mask: Mask) -> Case {
+        self.mask = mask;
+        self
+    }
+
+    pub fn with_layout(mut self, layout: Layout) -> Case {
+        self.layout = layout;
+        self
+    }
+
+    pub fn with_key_len(mut self, key_len: usize) -> Case {
+        self.key_len = Some(key_len);
+        self
+    }
+
+    /// A random bias in [-amp, amp), per head or shared.
+    pub fn with_random_bias(mut self, seed: u64, amp: f32, shared: bool) -> Case {
+        let heads = if shared { 1 } else { self.heads };
+        self.bias = Some(Rng::new(seed).vec(heads * self.n_q * self.n_kv, amp));
+        self.bias_shared = shared;
+        self
+    }
+
+    pub fn qrow(&self, h: usize, i: usize) -> &[f32] {
+        &self.q[(h * self.n_q + i) * self.d..][..self.d]
+    }
+    pub fn krow(&self, h: usize, j: usize) -> &[f32] {
+        &self.k[(h * self.n_kv + j) * self.d..][..self.d]
+    }
+    pub fn vrow(&self, h: usize, j: usize) -> &[f32] {
+        &self.v[(h * self.n_kv + j) * self.dv..][..self.dv]
+    }
+    pub fn bias_at(&self, h: usize, i: usize, j: usize) -> f32 {
+        match &self.bias {
+            None => 0.0,
+            Some(b) => {
+                let h = if self.bias_shared { 0 } else { h };
+                b[(h * self.n_q + i) * self.n_kv + j]
+            }
+        }
+    }
+    pub fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+    pub fn key_len(&self) -> usize {
+        self.key_len.unwrap_or(self.n_kv)
+    }
+
+    pub fn attention(&self) -> Attention<'_> {
+        let mut a = Attention::new(self.scorer).mask(self.mask);
+        if let Some(n) = self.key_len {
+            a = a.key_len(n);
+        }
+        if let Some(b) = &self.bias {
+            let hs = if self.bias_shared { 0 } else { self.n_q * self.n_kv };
+            a = a.bias(Bias::new(b, self.n_q, self.n_kv, self.n_kv, hs).unwrap());
+        }
+        a
+    }
+
+    /// Runs the crate with `kernel`; returns dense `[h][i][c]` output and
+    /// `[h][i]` lse. Checks that padding of the output buffer is untouched.
+    pub fn run(&self, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
+        let q = Strided::pack(&self.q, self.heads, self.n_q, self.d, self.layout);
+        let k = Strided::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout);
+        let v = Strided::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout);
+        let mut o = Strided::pack(
+            &vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q * self.dv],
+            self.heads,
+            self.n_q,
+            self.dv,
+            self.layout,
+        );
+        let mut lse = vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q];
+        self.attention()
+            .kernel(kernel)
+            .run_heads(q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
+            .expect("valid case rejected");
+        o.assert_padding_untouched();
+        (o.unpack(), lse)
+    }
+
+    /// The materialised f64 reference and its tolerances.
+    pub fn reference(&self) -> Reference {
+        let (d, dv) = (self.d, self.dv);
+        let mut r = Reference {
+            out: vec![0.0; self.heads * self.n_q * dv],
+            lse: vec![0.0; self.heads * self.n_q],
+            tol: vec![0.0; self.heads * self.n_q * dv],
+            lse_tol: vec![0.0; self.heads * self.n_q],
+        };
+        let (mut s, mut e, mut kl) = (Vec::new(), Vec::new(), Vec::new());
+        for h in 0..self.heads {
+            let hk = h / self.group();
+            for i in 0..self.n_q {
+                let row = h * self.n_q + i;
+                let q = self.qrow(h, i);
+                let keys = self.mask.key_range(i, self.key_len());
+                // Scores as defined, their error bounds, and the magnitude of
+                // the logit the kernel computes.
+                s.clear();
+                e.clear();
+                kl.clear();
+                for j in keys.clone() {
+                    let k = self.krow(hk, j);
+                    let (sij, eij, kij) = pair(self.scorer, q, k, d);
+                    let b = self.bias_at(h, i, j) as f64;
+                    s.push(sij + b);
+                    e.push(eij + U * (kij + b).abs());
+                    kl.push((kij + b).abs());
+                }
+                let n = s.len();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let acc = 2.0 * gamma(2 * n + 3);
+                let sq_shift = match self.scorer {
+                    Scorer::NegSqDist { scale } => {
+                        let sc = scale.map_or(1.0 / (d as f64).sqrt(), |x| x as f64);
+                        gamma(d + 2) * sc * q.iter().map(|&x| (x as f64).powi(2)).sum::<f64>()
+                    }
+                    _ => 0.0,
+                };
+                if m == f64::NEG_INFINITY {
+                    r.lse[row] = f64::NEG_INFINITY;
+                    continue; // out stays 0, tolerance 0: fully masked rows are exact
+                }
+                let w: Vec<f64> = if m == f64::INFINITY {
+                    s.iter().map(|&x| if x == f64::INFINITY { 1.0 } else { 0.0 }).collect()
+                } else {
+                    s.iter().map(|&x| (x - m).exp()).collect()
+                };
+                let l: f64 = w.iter().sum();
+                let delta = if m == f64::INFINITY {
+                    0.0
+                } else {
+                    let big_delta = e.iter().zip(&w).filter(|p| *p.1 > 0.0).map(|p| *p.0).fold(0.0, f64::max);
+                    let big_s = kl.iter().cloned().filter(|x| x.is_finite()).fold(0.0, f64::max);
+                    big_delta + 2.0 * U * big_s + E_EXP
+                };
+                let wf = (2.0 * delta).exp_m1();
+                for c in 0..dv {
+                    let (mut o, mut a) = (0.0, 0.0);
+                    for (t, j) in keys.clone().enumerate() {
+                        let x = self.vrow(hk, j)[c] as f64;
+                        if w[t] != 0.0 {
+                            o += w[t] * x;
+                            a += w[t] * x.abs();
+                        }
+                    }
+                    let (o, a) = (o / l, a / l);
+                    r.out[row * dv + c] = o;
+                    r.tol[row * dv + c] = wf * (a + o.abs()) + acc * a + 1e-35;
+                }
+                let lse = m + l.ln();
+                r.lse[row] = lse;
+                r.lse_tol[row] = delta + E_EXP + gamma(2 * n + 3) + U * lse.abs() + sq_shift;
+            }
+        }
+        r
+    }
+}
+
+/// Score as defined (f64), the bound on the f32 logit's error, and the
+/// magnitude of the logit the kernel computes.
+fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize) -> (f64, f64, f64) {
+    let qk: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
+    let qk_abs: f64 = q.iter().zip(k).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+    let kk: f64 = k.iter().map(|&b| b as f64 * b as f64).sum();
+    let d2: f64 = q.iter().zip(k).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let default_scale = 1.0 / (d as f64).sqrt();
+    match scorer {
+        Scorer::Dot { scale } => {
+            let sc = scale.map_or(default_scale, |x| x as f64);
+            (sc * qk, gamma(d + 2) * sc * qk_abs, sc * qk.abs())
+        }
+        Scorer::NegSqDist { scale } => {
+            let sc = scale.map_or(default_scale, |x| x as f64);
+            let bound = sc * (2.0 * qk_abs + kk);
+            (-sc * d2, gamma(d + 3) * bound, bound)
+        }
+        Scorer::NegLogDist { eps, p } => {
+            let (eps, p) = (eps as f64, p as f64);
+            let s = -(eps + d2.powf(p / 2.0)).ln();
+            let rho = (p / 2.0).max(1.0) * gamma(d + 4) + 2.0 * U;
+            (s, rho + U * (s.abs() + 1.0), s.abs())
+        }
+        _ => unreachable!("scorer not covered by the tests"),
+    }
+}
+
+/// The reference result of a [`Case`], with per-element tolerances.
+pub struct Reference {
+    pub out: Vec<f64>,
+    pub lse: Vec<f64>,
+    pub tol: Vec<f64>,
+    pub lse_tol: Vec<f64>,
+}
+
+impl Reference {
+    /// Asserts that `(out, lse)` is within `factor` × the tolerance.
+    pub fn assert_close(&self, out: &[f32], lse: &[f32], factor: f64, what: &str) {
+        for (idx, ((&x, &r), &t)) in out.iter().zip(&self.out).zip(&self.tol).enumerate() {
+            let err = (x as f64 - r).abs();
+            assert!(
+                err <= factor * t || (r.is_nan() && x.is_nan()),
+                "{what}: out[{idx}] = {x:e}, reference {r:e}, error {err:e} > tolerance {:e}",
+                factor * t
+            );
+        }
+        for (idx, ((&x, &r), &t)) in lse.iter().zip(&self.lse).zip(&self.lse_tol).enumerate() {
+            let ok = if r.is_infinite() { x as f64 == r } else { (x as f64 - r).abs() <= factor * t };
+            assert!(ok, "{what}: lse[{idx}] = {x:e}, reference {r:e}, tolerance {:e}", factor * t);
+        }
+    }
+}
+
+/// Checks a case: each kernel against the f64 reference, and the kernels
+/// against each other (twice the tolerance, by the triangle inequality).
+pub fn check(case: &Case) {
+    let r = case.reference();
+    let (so, sl) = case.run(Kernel::Scalar);
+    r.assert_close(&so, &sl, 1.0, "scalar vs f64");
+    let (to, tl) = case.run(Kernel::Tiled);
+    r.assert_close(&to, &tl, 1.0, "tiled vs f64");
+    for (idx, ((&a, &b), &t)) in to.iter().zip(&so).zip(&r.tol).enumerate() {
+        let err = (a as f64 - b as f64).abs();
+        assert!(err <= 2.0 * t, "tiled vs scalar: out[{idx}] {a:e} vs {b:e}, error {err:e} > {:e}", 2.0 * t);
+    }
+}
+
+/// A buffer in one of the [`Layout`]s, with padding filled by a sentinel.
+pub struct Strided {
+    pub data: Vec<f32>,
+    pub heads: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub head_stride: usize,
+    pub row_stride: usize,
+}
+
+const SENTINEL: f32 = -7.77e7;
+
+impl Strided {
+    pub fn pack(dense: &[f32], heads: usize, rows: usize, cols: usize, layout: Layout) -> Strided {
+        let (hs, rs, len) = match layout {
+            Layout::HeadsMajor => (rows * cols, cols, heads * rows * cols),
+            Layout::SeqMajor => (cols, heads * cols, heads * rows * cols),
+            Layout::Padded(pad) => {
+                let rs = cols + pad;
+                let hs = rows * rs + pad;
+                (hs, rs, heads * hs)
+            }
+        };
+        let mut data = vec![SENTINEL; len];
+        for h in 0..heads {
+            for r in 0..rows {
+                let src = &dense[(h * rows + r) * cols..][..cols];
+                data[h * hs + r * rs..][..cols].copy_from_slice(src);
+            }
+        }
+        Strided { data, heads, rows, cols, head_stride: hs, row_stride: rs }
+    }
+
+    pub fn view(&self) -> HeadsRef<'_> {
+        HeadsRef::new(&self.data, self.heads, self.rows, self.cols, self.head_stride, self.row_stride).unwrap()
+    }
+
+    pub fn view_mut(&mut self) -> HeadsMut<'_> {
+        HeadsMut::new(&mut self.data, self.heads, self.rows, self.cols, self.head_stride, self.row_stride)
+            .unwrap()
+    }
+
+    pub fn unpack(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.heads * self.rows * self.cols);
+        for h in 0..self.heads {
+            for r in 0..self.rows {
+                out.extend_from_slice(&self.data[h * self.head_stride + r * self.row_stride..][..self.cols]);
+            }
+        }
+        out
+    }
+
+    pub fn assert_padding_untouched(&self) {
+        let mut inside = vec![false; self.data.len()];
+        for h in 0..self.heads {
+            for r in 0..self.rows {
+                let o = h * self.head_stride + r * self.row_stride;
+                inside[o..o + self.cols].iter_mut().for_each(|x| *x = true);
+            }
+        }
+        for (idx, (&x, &ins)) in self.data.iter().zip(&inside).enumerate() {
+            assert!(ins || x == SENTINEL, "padding at {idx} was written: {x}");
+        }
+    }
+}
