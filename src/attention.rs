@@ -3,7 +3,7 @@
 
 use crate::scorer::Kind;
 use crate::view::Layout;
-use crate::{scalar, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer};
+use crate::{scalar, tile, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer};
 
 /// An additive bias on the scores: `s(i, j) + bias[h][i][j]`, of shape
 /// `[heads, n_q, n_kv]` with strides.
@@ -146,6 +146,16 @@ pub enum Kernel {
     /// The scalar streaming path, one row and one small tile of keys at a
     /// time: slow, simple, and what the tiled kernel is tested against.
     Scalar,
+    /// The tiled kernel at a fixed lane width (1, 4, 8 or 16), whatever the
+    /// build: for tests that run every width on one machine.
+    #[doc(hidden)]
+    TiledX1,
+    #[doc(hidden)]
+    TiledX4,
+    #[doc(hidden)]
+    TiledX8,
+    #[doc(hidden)]
+    TiledX16,
 }
 
 impl<'b> Attention<'b> {
@@ -258,7 +268,14 @@ impl<'b> Attention<'b> {
         let n_q = problem.q.rows();
         for h in 0..problem.q.heads() {
             let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
-            scalar::head(&problem, h, out.data, &out.layout, lse_h);
+            match self.kernel {
+                Kernel::Scalar => scalar::head(&problem, h, out.data, &out.layout, lse_h),
+                Kernel::Tiled => tile::native(&problem, h, out.data, &out.layout, lse_h),
+                Kernel::TiledX1 => tile::x1(&problem, h, out.data, &out.layout, lse_h),
+                Kernel::TiledX4 => tile::x4(&problem, h, out.data, &out.layout, lse_h),
+                Kernel::TiledX8 => tile::x8(&problem, h, out.data, &out.layout, lse_h),
+                Kernel::TiledX16 => tile::x16(&problem, h, out.data, &out.layout, lse_h),
+            }
         }
         Ok(())
     }

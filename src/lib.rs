@@ -45,10 +45,13 @@
 
 mod attention;
 mod error;
+mod exp;
 mod mask;
 mod scalar;
 mod scorer;
+mod simd;
 mod softmax;
+mod tile;
 mod view;
 
 pub use attention::{Attention, Bias, Kernel};

@@ -50,6 +50,38 @@ impl Running {
         let inv = if self.l == 0.0 { 0.0 } else { 1.0 / self.l };
         (inv, self.m + libm::logf(self.l))
     }
+
+    /// The same state in the linear domain, for scorers that produce the
+    /// weights `w_j = e^{s_j}` directly (`NegLogDist`): `m` holds the largest
+    /// weight `e^{max s}` seen (0 before the first) instead of its logarithm,
+    /// and `l = Σ_j w_j / m`. No exponential or logarithm is needed per tile.
+    pub(crate) const EMPTY_LINEAR: Running = Running { m: 0.0, l: 0.0 };
+
+    /// Linear-domain [`advance`](Self::advance) for a tile whose largest
+    /// weight is `tile_max`: rescales `l` and returns `(α, 1/m')`; the caller
+    /// adds `w_j / m'` to `l`. When `m' = +∞` it returns `1/m' = 0` and the
+    /// caller gives weight 1 to the infinite weights and 0 to the others.
+    #[inline]
+    pub(crate) fn advance_linear(&mut self, tile_max: f32) -> (f32, f32) {
+        let m = self.m.max(tile_max);
+        let (alpha, inv) = if m == f32::INFINITY {
+            ((self.m == f32::INFINITY) as u8 as f32, 0.0)
+        } else if m == 0.0 {
+            (1.0, 0.0)
+        } else {
+            (self.m / m, 1.0 / m)
+        };
+        self.m = m;
+        self.l *= alpha;
+        (alpha, inv)
+    }
+
+    /// Linear-domain [`finish`](Self::finish).
+    #[inline]
+    pub(crate) fn finish_linear(&self) -> (f32, f32) {
+        let inv = if self.l == 0.0 { 0.0 } else { 1.0 / self.l };
+        (inv, libm::logf(self.m) + libm::logf(self.l))
+    }
 }
 
 /// `e^{s − shift}`, with `e^{(+∞)−(+∞)}` taken as 1.

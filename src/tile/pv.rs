@@ -1,0 +1,82 @@
+//! The P·V microkernel: `out[r] = α_r · out[r] + Σ_j p[r][j] · v_j`.
+
+// Register blocks are indexed arrays: index loops are the clearest form.
+#![allow(clippy::needless_range_loop)]
+
+use super::TK;
+use crate::simd::Vector;
+
+/// Rows of the output that one call updates.
+pub(crate) struct Out<'a> {
+    pub data: &'a mut [f32],
+    /// Start of each row's `d_v` elements in `data`.
+    pub offsets: &'a [usize],
+}
+
+/// Accumulates `R` rows over the keys `keys` (tile coordinates), every row
+/// seeing all of them, after rescaling each row by `alpha[r]`.
+///
+/// The register block is `R` rows × `NC` vectors of output columns: per key,
+/// `NC` loads of the value row and `R` broadcasts of weights feed `R · NC`
+/// fused multiply-adds. Columns left over (fewer than `NC` vectors) go
+/// through the same loop one vector at a time, the last one partial.
+#[inline(always)]
+pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
+    out: &mut Out<'_>,
+    alpha: [f32; R],
+    p: &[[f32; TK]; R],
+    v: impl Fn(usize) -> &'v [f32],
+    keys: core::ops::Range<usize>,
+    d_v: usize,
+) {
+    let l = V::LANES;
+    let block = NC * l;
+    let mut c0 = 0;
+    while c0 + block <= d_v {
+        let mut acc = [[V::splat(0.0); NC]; R];
+        for r in 0..R {
+            let o = &out.data[out.offsets[r] + c0..][..block];
+            for n in 0..NC {
+                acc[r][n] = V::load(&o[n * l..]) * V::splat(alpha[r]);
+            }
+        }
+        for j in keys.clone() {
+            let vj = &v(j)[c0..c0 + block];
+            let mut vv = [V::splat(0.0); NC];
+            for n in 0..NC {
+                vv[n] = V::load(&vj[n * l..]);
+            }
+            for r in 0..R {
+                let pj = V::splat(p[r][j]);
+                for n in 0..NC {
+                    acc[r][n] = pj.mul_add(vv[n], acc[r][n]);
+                }
+            }
+        }
+        for r in 0..R {
+            let o = &mut out.data[out.offsets[r] + c0..][..block];
+            for n in 0..NC {
+                acc[r][n].store(&mut o[n * l..]);
+            }
+        }
+        c0 += block;
+    }
+    while c0 < d_v {
+        let w = l.min(d_v - c0);
+        let mut acc = [V::splat(0.0); R];
+        for r in 0..R {
+            acc[r] = V::load_partial(&out.data[out.offsets[r] + c0..][..w]) * V::splat(alpha[r]);
+        }
+        for j in keys.clone() {
+            let vj = &v(j)[c0..c0 + w];
+            let vv = if w == l { V::load(vj) } else { V::load_partial(vj) };
+            for r in 0..R {
+                acc[r] = V::splat(p[r][j]).mul_add(vv, acc[r]);
+            }
+        }
+        for r in 0..R {
+            acc[r].store_partial(&mut out.data[out.offsets[r] + c0..][..w]);
+        }
+        c0 += w;
+    }
+}

@@ -1,0 +1,54 @@
+//! The score microkernel: `R` query rows against a packed tile of keys.
+
+// Register blocks are indexed arrays: index loops are the clearest form.
+#![allow(clippy::needless_range_loop)]
+
+use super::TK;
+use crate::simd::Vector;
+
+/// `s[r][j] (+)= Σ_{c < dc} q[r][c] · kt[c * TK + j]` for every `j < TK`.
+///
+/// The register block is `R` rows × `NR` vectors of keys: per column `c`, `NR`
+/// loads of the packed keys and `R` broadcasts of query elements feed
+/// `R · NR` fused multiply-adds. With `accumulate`, adds to `s` (later column
+/// chunks of a wide head); otherwise overwrites it.
+#[inline(always)]
+pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
+    q: [&[f32]; R],
+    kt: &[f32],
+    dc: usize,
+    s: &mut [[f32; TK]; R],
+    accumulate: bool,
+) {
+    let q = q.map(|row| &row[..dc]);
+    let kt = &kt[..dc * TK];
+    let width = NR * V::LANES;
+    for kb in (0..TK).step_by(width) {
+        let mut acc = [[V::splat(0.0); NR]; R];
+        if accumulate {
+            for r in 0..R {
+                for n in 0..NR {
+                    acc[r][n] = V::load(&s[r][kb + n * V::LANES..]);
+                }
+            }
+        }
+        for (c, ktrow) in kt.chunks_exact(TK).enumerate() {
+            let ktb = &ktrow[kb..kb + width];
+            let mut kv = [V::splat(0.0); NR];
+            for n in 0..NR {
+                kv[n] = V::load(&ktb[n * V::LANES..]);
+            }
+            for r in 0..R {
+                let qb = V::splat(q[r][c]);
+                for n in 0..NR {
+                    acc[r][n] = qb.mul_add(kv[n], acc[r][n]);
+                }
+            }
+        }
+        for r in 0..R {
+            for n in 0..NR {
+                acc[r][n].store(&mut s[r][kb + n * V::LANES..]);
+            }
+        }
+    }
+}
