@@ -60,7 +60,8 @@ fn main() -> Result<(), streamattn::Error> {
     }
     println!("\nlargest error against f(query):");
     for (s, (out, _)) in scorers.iter().zip(&outputs) {
-        let err = (0..n_q).map(|i| (out[i] - f(queries[2 * i], queries[2 * i + 1])).abs()).fold(0.0, f32::max);
+        let err =
+            (0..n_q).map(|i| (out[i] - f(queries[2 * i], queries[2 * i + 1])).abs()).fold(0.0, f32::max);
         println!("  {:>10} {err:.5}", s.0);
     }
 

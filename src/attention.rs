@@ -79,6 +79,9 @@ impl<'a> Bias<'a> {
     /// The `n_kv` bias entries of query row `i` of head `h`.
     #[inline]
     pub(crate) fn row(&self, h: usize, i: usize) -> &'a [f32] {
+        if self.cols == 0 {
+            return &[]; // n_kv = 0: the length was not checked, nothing is read
+        }
         let o = h * self.head_stride + i * self.row_stride;
         &self.data[o..o + self.cols]
     }

@@ -5,8 +5,11 @@ use core::fmt;
 /// Why an attention call (or a view constructor) rejected its input.
 ///
 /// Every check happens before any output is written, so an `Err` leaves the
-/// output buffers untouched. `what` names the argument at fault: `"q"`, `"k"`,
-/// `"v"`, `"out"`, `"bias"`, `"lse"`, `"key_norms"`.
+/// output buffers untouched. `what` names the argument at fault: `"k"`, `"v"`,
+/// `"out"`, `"bias"`, `"lse"` in an attention call; `"out_b"`, `"lse_a"`,
+/// `"lse_b"` in [`merge`](crate::merge); `"matrix"` or `"heads"` when a view
+/// constructor rejects its shape; `"scale"`, `"eps"`, `"p"`, `"offset"`,
+/// `"key_len"` for parameters.
 ///
 /// ```
 /// use streamattn::{Error, MatRef};
@@ -38,7 +41,11 @@ pub enum Error {
         what: &'static str,
         /// The stride given, in `f32` elements.
         stride: usize,
-        /// The smallest stride accepted.
+        /// The smallest stride that would be accepted for this layout: the row
+        /// length for a row stride; for a head stride, the extent of one
+        /// head's rows (heads one after another). Heads interleaved within a
+        /// row (`[seq, heads, d]`) are accepted too, with any head stride of at
+        /// least the row length that the row stride can hold.
         min: usize,
     },
     /// `shape × stride` does not fit in `usize`.

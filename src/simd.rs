@@ -90,7 +90,17 @@ macro_rules! wide_vector {
             }
             #[inline(always)]
             fn reduce_max(self) -> f32 {
-                self.as_array().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+                // Pairwise tree (NaN lanes may or may not win; callers carry
+                // NaN through the weights, not through the maximum).
+                let mut a = self.to_array();
+                let mut w = $lanes;
+                while w > 1 {
+                    w /= 2;
+                    for i in 0..w {
+                        a[i] = if a[i + w] > a[i] { a[i + w] } else { a[i] };
+                    }
+                }
+                a[0]
             }
             #[inline(always)]
             fn reduce_add(self) -> f32 {

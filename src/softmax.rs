@@ -109,6 +109,9 @@ pub(crate) fn weight(s: f32, shift: f32) -> f32 {
 /// computed with the larger `lse` factored out, so nothing overflows. Merging
 /// with an empty partial (`lse = −∞`, output 0) leaves the other unchanged;
 /// two empty partials give 0 and `−∞`; a NaN in either makes the row NaN.
+/// Two partials with `lse = +∞` (each holding keys of infinite score) are
+/// averaged with equal weights: the exact union weighs them by how many
+/// infinite scores each holds, which the partials do not record.
 /// The merge is exact up to rounding, commutative, and associative within
 /// rounding, which is what lets a caller split a long key range across threads.
 ///

@@ -95,7 +95,7 @@ pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>
     let k = problem.k.head(h / problem.group);
     let v = problem.v.head(h / problem.group);
     let (n_q, d, d_v) = (q.rows(), q.cols(), v.cols());
-    let linear = matches!(kind, Kind::LogDist { .. });
+    let linear = weights::linear(kind, problem.bias.is_some());
     let block_rows = if d <= DC { QB } else { MR };
 
     let mut kt = [0.0f32; KT_CAP];
@@ -110,7 +110,7 @@ pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>
         for i in rows.clone() {
             let t = i - b0;
             run[t] = if linear { Running::EMPTY_LINEAR } else { Running::EMPTY };
-            q_norm[t] = if linear { dot(q.row(i), q.row(i)) } else { 0.0 };
+            q_norm[t] = if matches!(kind, Kind::LogDist { .. }) { dot(q.row(i), q.row(i)) } else { 0.0 };
             let o = out_layout.offset(h, i);
             out[o..o + d_v].fill(0.0);
             let keys = problem.mask.key_range(i, problem.key_len);

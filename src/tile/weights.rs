@@ -2,18 +2,25 @@
 //!
 //! The score microkernel leaves `x_j = q·k_j` in a row of the tile scratch.
 //! [`weights`] turns it, in place, into the weights `p_j` that multiply
-//! `v_j`, and folds the tile into the row's [`Running`] state:
+//! `v_j`, and folds the tile into the row's [`Running`] state. First the
+//! scorer's value of each key:
 //!
-//! - `Dot`: logit `scale · x_j`; `NegSqDist`: `2·scale · x_j − scale·‖k_j‖²`
-//!   (the norm trick; `−scale ‖q‖²` is left out, it cancels). Both add the bias
-//!   and go through the exponential: `p_j = e^{s_j − m'}`.
+//! - `Dot`: the logit `scale · x_j`; `NegSqDist`: `2·scale · x_j − scale·‖k_j‖²`
+//!   (the norm trick; `−scale ‖q‖²` is left out, it cancels);
 //! - `NegLogDist`: the squared distance `‖q‖² + ‖k_j‖² − 2 x_j`, clamped at 0,
-//!   is recomputed exactly as `Σ (q_c − k_c)²` wherever
-//!   `eps + d² < (‖q‖² + ‖k_j‖²) / 4` (there the cancellation error, at most
-//!   `2γ_{d+2}(‖q‖² + ‖k‖²)`, could exceed `8γ_{d+2}` of `eps + d²`). The
-//!   weight `w_j = e^{b_j} / (eps + d^p)` is formed directly (a reciprocal
-//!   for `p = 2`, no exponential without a bias) and the running state is kept
-//!   in the linear domain ([`Running::advance_linear`]).
+//!   recomputed exactly as `Σ (q_c − k_c)²` wherever the cancellation error
+//!   (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed `8γ_{d+2}` of what is
+//!   used next: `eps + d²` for `p = 2`, `d²` for other powers. Then `d^p`
+//!   (`d²`, `√d²`, or `e^{(p/2) ln d²}`; squared distances below `2⁻¹²⁶` count
+//!   as 0 in the last case) and either the weight `1/(eps + d^p)` (no bias: a
+//!   reciprocal, no exponential) or the logit `−ln(eps + d^p) + b_j`;
+//!
+//! plus the bias for logits. Then one of two normalisations:
+//!
+//! - log domain: `p_j = e^{s_j − m'}` ([`Running::advance`]);
+//! - linear domain (`NegLogDist` without bias): `p_j = w_j / m'` where `m'` is
+//!   the largest weight ([`Running::advance_linear`]). The weights are bounded
+//!   by `1/eps`; with a bias they are not, hence the log domain there.
 //!
 //! Keys outside `[lo, hi)` get weight exactly 0.
 
@@ -34,6 +41,11 @@ pub(crate) struct Row<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
+/// Whether rows are normalised in the linear domain: `NegLogDist` without a bias.
+pub(crate) fn linear(kind: Kind, bias: bool) -> bool {
+    matches!(kind, Kind::LogDist { .. }) && !bias
+}
+
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
 /// `run` and returns the factor `α` by which the row's accumulator must be
 /// rescaled. `kn` holds the tile's key terms: `−scale·‖k_j‖²` for `NegSqDist`,
@@ -49,97 +61,116 @@ pub(crate) fn weights<V: Vector>(
 ) -> f32 {
     let l = V::LANES;
     let (v0, v1) = (row.lo / l * l, row.hi.div_ceil(l) * l);
-    let bias = |j: usize| row.bias.map(|b| V::load_partial(&b[j..row.hi]));
-    match kind {
-        Kind::Dot { .. } | Kind::SqDist { .. } => {
-            let mut max = V::splat(f32::NEG_INFINITY);
-            for j in (v0..v1).step_by(l) {
-                let x = V::load(&s[j..]);
-                let mut logit = match kind {
-                    Kind::Dot { scale } => x * V::splat(scale),
-                    _ => x.mul_add(V::splat(2.0 * scale_of(kind)), V::load(&kn[j..])),
-                };
-                if let Some(b) = bias(j) {
-                    logit = logit + b;
-                }
-                logit.store(&mut s[j..]);
-            }
-            s[v0..row.lo].fill(f32::NEG_INFINITY);
-            s[row.hi..v1].fill(f32::NEG_INFINITY);
-            for j in (v0..v1).step_by(l) {
-                max = max.max(V::load(&s[j..]));
-            }
-            let (alpha, shift) = run.advance(max.reduce_max());
-            let sh = V::splat(shift);
-            let mut sum = V::splat(0.0);
-            for j in (v0..v1).step_by(l) {
-                let x = V::load(&s[j..]);
-                let mut p = exp(x - sh);
-                if shift == f32::INFINITY {
-                    p = x.nan_or(x.eq_select(sh, V::splat(1.0), p));
-                }
-                sum = sum + p;
-                p.store(&mut s[j..]);
-            }
-            run.l += sum.reduce_add();
-            alpha
-        }
-        Kind::LogDist { eps, p } => {
-            let qn = V::splat(row.q_norm);
-            let zero = V::splat(0.0);
-            let mut max = zero;
-            for j in (v0..v1).step_by(l) {
-                let norms = qn + V::load(&kn[j..]);
-                let mut d2 = V::load(&s[j..]).mul_add(V::splat(-2.0), norms);
-                d2 = d2.lt_select(zero, zero, d2);
-                if (d2 + V::splat(eps)).any_lt(norms * V::splat(0.25)) {
-                    let mut exact = [0.0f32; 16];
-                    for (t, e) in exact.iter_mut().enumerate().take(l) {
-                        let jj = j + t;
-                        *e = if (row.lo..row.hi).contains(&jj) { exact_sq_dist(jj) } else { 0.0 };
-                    }
-                    d2 = V::load(&exact);
-                }
-                let pw = if p == 2.0 {
-                    d2
-                } else if p == 1.0 {
-                    d2.sqrt()
+    let linear = linear(kind, row.bias.is_some());
+    let masked = if linear { 0.0 } else { f32::NEG_INFINITY };
+    let bias = |j: usize| {
+        row.bias.map(|b| if j + l <= row.hi { V::load(&b[j..]) } else { V::load_partial(&b[j..row.hi]) })
+    };
+
+    let mut max = V::splat(masked);
+    for j in (v0..v1).step_by(l) {
+        let x = V::load(&s[j..]);
+        let mut value = match kind {
+            Kind::Dot { scale } => x * V::splat(scale),
+            Kind::SqDist { scale } => x.mul_add(V::splat(2.0 * scale), V::load(&kn[j..])),
+            Kind::LogDist { eps, p } => {
+                let d2 = sq_dist::<V>(x, V::load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
+                let den = V::splat(eps) + pow_dist(d2, p);
+                if linear {
+                    V::splat(1.0) / den
                 } else {
-                    exp(d2.ln() * V::splat(0.5 * p))
-                };
-                let mut w = V::splat(1.0) / (V::splat(eps) + pw);
-                if let Some(b) = bias(j) {
-                    w = w * exp(b);
+                    V::splat(0.0) - den.ln()
                 }
-                w.store(&mut s[j..]);
             }
-            s[v0..row.lo].fill(0.0);
-            s[row.hi..v1].fill(0.0);
-            for j in (v0..v1).step_by(l) {
-                max = max.max(V::load(&s[j..]));
-            }
-            let (alpha, inv) = run.advance_linear(max.reduce_max());
-            let inv = V::splat(inv);
-            let inf = V::splat(f32::INFINITY);
-            let mut sum = zero;
-            for j in (v0..v1).step_by(l) {
-                let w = V::load(&s[j..]);
-                let mut p = w * inv;
-                if run.m == f32::INFINITY {
-                    p = w.nan_or(w.eq_select(inf, V::splat(1.0), zero));
-                }
-                sum = sum + p;
-                p.store(&mut s[j..]);
-            }
-            run.l += sum.reduce_add();
-            alpha
+        };
+        if let Some(b) = bias(j) {
+            value = value + b;
+        }
+        max = max.max(value);
+        value.store(&mut s[j..]);
+    }
+    // Lanes outside [lo, hi) exist only in the first and last vector of
+    // edge tiles; elsewhere the maximum above is already right.
+    if v0 != row.lo || v1 != row.hi {
+        s[v0..row.lo].fill(masked);
+        s[row.hi..v1].fill(masked);
+        max = V::splat(masked);
+        for j in (v0..v1).step_by(l) {
+            max = max.max(V::load(&s[j..]));
         }
     }
+
+    let mut sum = V::splat(0.0);
+    let alpha;
+    if linear {
+        let (a, inv) = run.advance_linear(max.reduce_max());
+        alpha = a;
+        let (inv, inf) = (V::splat(inv), V::splat(f32::INFINITY));
+        for j in (v0..v1).step_by(l) {
+            let w = V::load(&s[j..]);
+            let mut p = w * inv;
+            if run.m == f32::INFINITY {
+                p = w.nan_or(w.eq_select(inf, V::splat(1.0), V::splat(0.0)));
+            }
+            sum = sum + p;
+            p.store(&mut s[j..]);
+        }
+    } else {
+        let (a, shift) = run.advance(max.reduce_max());
+        alpha = a;
+        let sh = V::splat(shift);
+        for j in (v0..v1).step_by(l) {
+            let x = V::load(&s[j..]);
+            let mut p = exp(x - sh);
+            if shift == f32::INFINITY {
+                p = x.nan_or(x.eq_select(sh, V::splat(1.0), p));
+            }
+            sum = sum + p;
+            p.store(&mut s[j..]);
+        }
+    }
+    run.l += sum.reduce_add();
+    alpha
 }
 
-fn scale_of(kind: Kind) -> f32 {
-    match kind {
-        Kind::Dot { scale } | Kind::SqDist { scale } => scale,
-        Kind::LogDist { .. } => 1.0,
+/// `‖q − k_j‖²` for the lanes of keys `j..j + LANES` from `x = q·k` and
+/// `kn = ‖k‖²` by the norm trick, clamped at 0, recomputed exactly where it
+/// has cancelled (see the module docs).
+#[inline(always)]
+fn sq_dist<V: Vector>(
+    x: V,
+    kn: V,
+    row: &Row<'_>,
+    j: usize,
+    eps: f32,
+    p: f32,
+    exact_sq_dist: &impl Fn(usize) -> f32,
+) -> V {
+    let zero = V::splat(0.0);
+    let norms = V::splat(row.q_norm) + kn;
+    let d2 = x.mul_add(V::splat(-2.0), norms);
+    let d2 = d2.lt_select(zero, zero, d2);
+    let used = if p == 2.0 { d2 + V::splat(eps) } else { d2 };
+    if !used.any_lt(norms * V::splat(0.25)) {
+        return d2;
+    }
+    let mut exact = [0.0f32; 16];
+    for (t, e) in exact.iter_mut().enumerate().take(V::LANES) {
+        if (row.lo..row.hi).contains(&(j + t)) {
+            *e = exact_sq_dist(j + t);
+        }
+    }
+    V::load(&exact)
+}
+
+/// `d^p` from `d2 = d²`.
+#[inline(always)]
+fn pow_dist<V: Vector>(d2: V, p: f32) -> V {
+    if p == 2.0 {
+        d2
+    } else if p == 1.0 {
+        d2.sqrt()
+    } else {
+        exp(d2.ln() * V::splat(0.5 * p))
     }
 }

@@ -1,0 +1,224 @@
+//! Throughput of every scorer on the shapes of design.md §4, next to the
+//! scalar path and an unfused baseline (matrix product, softmax, matrix
+//! product, with `matrixmultiply`'s sgemm).
+//!
+//! Throughput is reported as elements = floating-point operations, counted as
+//! `4 · n_q · n_kv · d` per head (halved for causal), so criterion's
+//! `Gelem/s` reads as GFLOP/s. Decode shapes count bytes of K and V read, so
+//! `GiB/s` is read bandwidth.
+//!
+//! Run: `cargo bench --bench attention` (about 6 minutes), or a subset:
+//! `cargo bench --bench attention -- prefill-1k-d64`. Set `STREAMATTN_BENCH_QUICK=1`
+//! for a smoke run (small shapes, short measurements).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Duration;
+use streamattn::{Attention, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+
+struct Shape {
+    name: &'static str,
+    heads: usize,
+    kv_heads: usize,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    causal: bool,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape { name: "prefill-1k-d64", heads: 8, kv_heads: 8, n_q: 1024, n_kv: 1024, d: 64, causal: false },
+    Shape { name: "prefill-1k-d128", heads: 8, kv_heads: 8, n_q: 1024, n_kv: 1024, d: 128, causal: false },
+    Shape { name: "causal-2k-d128", heads: 4, kv_heads: 4, n_q: 2048, n_kv: 2048, d: 128, causal: true },
+    Shape { name: "long-8k-d64", heads: 1, kv_heads: 1, n_q: 8192, n_kv: 8192, d: 64, causal: false },
+    Shape { name: "decode-32k-d128", heads: 8, kv_heads: 8, n_q: 1, n_kv: 32768, d: 128, causal: false },
+    Shape { name: "gqa-decode-32k", heads: 32, kv_heads: 8, n_q: 1, n_kv: 32768, d: 128, causal: false },
+];
+
+const QUICK: &[Shape] = &[
+    Shape { name: "quick-256-d64", heads: 2, kv_heads: 2, n_q: 256, n_kv: 256, d: 64, causal: false },
+    Shape { name: "quick-decode-4k", heads: 4, kv_heads: 2, n_q: 1, n_kv: 4096, d: 64, causal: false },
+];
+
+fn scorers() -> [(&'static str, Scorer); 3] {
+    [("dot", Scorer::dot()), ("sqdist", Scorer::neg_sq_dist()), ("logdist", Scorer::neg_log_dist())]
+}
+
+/// Deterministic data in [-1, 1).
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+struct Buffers {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Buffers {
+    fn new(s: &Shape, heads: usize) -> Self {
+        let kv_heads = if heads == s.heads { s.kv_heads } else { heads };
+        Buffers {
+            q: data(heads * s.n_q * s.d, 1),
+            k: data(kv_heads * s.n_kv * s.d, 2),
+            v: data(kv_heads * s.n_kv * s.d, 3),
+            out: vec![0.0; heads * s.n_q * s.d],
+        }
+    }
+
+    fn run(&mut self, s: &Shape, heads: usize, attn: &Attention<'_>) {
+        let kv_heads = self.k.len() / (s.n_kv * s.d);
+        attn.run_heads(
+            HeadsRef::heads_major(&self.q, heads, s.n_q, s.d).unwrap(),
+            HeadsRef::heads_major(&self.k, kv_heads, s.n_kv, s.d).unwrap(),
+            HeadsRef::heads_major(&self.v, kv_heads, s.n_kv, s.d).unwrap(),
+            HeadsMut::heads_major(&mut self.out, heads, s.n_q, s.d).unwrap(),
+            None,
+        )
+        .unwrap();
+        black_box(&self.out);
+    }
+}
+
+fn throughput(s: &Shape, heads: usize) -> Throughput {
+    if s.n_q == 1 {
+        let kv_heads = if heads == s.heads { s.kv_heads } else { heads };
+        Throughput::Bytes((2 * kv_heads * s.n_kv * s.d * 4) as u64)
+    } else {
+        let flops = 4 * heads * s.n_q * s.n_kv * s.d / if s.causal { 2 } else { 1 };
+        Throughput::Elements(flops as u64)
+    }
+}
+
+/// Unfused attention for one head: S = scale·QKᵀ (or the distance scores) by
+/// sgemm, a row softmax over the materialised S, then O = P V by sgemm.
+#[allow(clippy::too_many_arguments)]
+fn unfused(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    s: &mut [f32],
+    n: usize,
+    m: usize,
+    d: usize,
+    scorer: &str,
+) {
+    let scale = 1.0 / (d as f32).sqrt();
+    let alpha = if scorer == "dot" { scale } else { 2.0 };
+    // SAFETY: the pointers and strides describe the row-major n×d, m×d and
+    // n×m buffers, which the asserts show are long enough.
+    assert!(q.len() >= n * d && k.len() >= m * d && s.len() >= n * m);
+    unsafe {
+        matrixmultiply::sgemm(
+            n,
+            d,
+            m,
+            alpha,
+            q.as_ptr(),
+            d as isize,
+            1,
+            k.as_ptr(),
+            1,
+            d as isize,
+            0.0,
+            s.as_mut_ptr(),
+            m as isize,
+            1,
+        );
+    }
+    let knorm: Vec<f32> = k.chunks(d).map(|r| r.iter().map(|x| x * x).sum()).collect();
+    for i in 0..n {
+        let row = &mut s[i * m..(i + 1) * m];
+        if scorer != "dot" {
+            let qn: f32 = q[i * d..(i + 1) * d].iter().map(|x| x * x).sum();
+            for (x, kn) in row.iter_mut().zip(&knorm) {
+                let d2 = (qn + kn - *x).max(0.0);
+                *x = if scorer == "sqdist" { -scale * d2 } else { -(1e-3 + d2).ln() };
+            }
+        }
+        let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for x in row.iter_mut() {
+            *x = (*x - mx).exp();
+            sum += *x;
+        }
+        row.iter_mut().for_each(|x| *x /= sum);
+    }
+    assert!(v.len() >= m * d && out.len() >= n * d);
+    // SAFETY: as above, for the n×m, m×d and n×d buffers.
+    unsafe {
+        matrixmultiply::sgemm(
+            n,
+            m,
+            d,
+            1.0,
+            s.as_ptr(),
+            m as isize,
+            1,
+            v.as_ptr(),
+            d as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            d as isize,
+            1,
+        );
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
+    let shapes = if quick { QUICK } else { SHAPES };
+    for s in shapes {
+        let mut g = c.benchmark_group(s.name);
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
+        g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+        let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
+        g.throughput(throughput(s, s.heads));
+        let mut b = Buffers::new(s, s.heads);
+        for (name, scorer) in scorers() {
+            let attn = Attention::new(scorer).mask(mask);
+            g.bench_function(BenchmarkId::new(name, "tiled"), |bench| {
+                bench.iter(|| b.run(s, s.heads, &attn))
+            });
+        }
+        // Baselines on one head (their throughput is per head): the scalar path
+        // where it takes under a second, the unfused path for the 1k shapes.
+        if s.n_q * s.n_kv <= 1 << 20 {
+            g.throughput(throughput(s, 1));
+            let mut b1 = Buffers::new(s, 1);
+            for (name, scorer) in scorers() {
+                let attn = Attention::new(scorer).mask(mask).kernel(Kernel::Scalar);
+                g.bench_function(BenchmarkId::new(name, "scalar"), |bench| {
+                    bench.iter(|| b1.run(s, 1, &attn))
+                });
+            }
+            if s.n_q > 1 && !s.causal {
+                let mut scores = vec![0.0f32; s.n_q * s.n_kv];
+                for (name, _) in scorers() {
+                    g.bench_function(BenchmarkId::new(name, "unfused"), |bench| {
+                        bench.iter(|| {
+                            unfused(&b1.q, &b1.k, &b1.v, &mut b1.out, &mut scores, s.n_q, s.n_kv, s.d, name);
+                            black_box(&b1.out);
+                        })
+                    });
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
