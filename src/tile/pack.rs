@@ -3,27 +3,28 @@
 
 use super::TK;
 
-/// Writes `kt[c * TK + j] = key_j[c0 + c]` for the `nt` keys `keys(0..nt)` and
-/// `c < dc`, zero for `j >= nt`; with `norms`, also accumulates `‖key_j‖²` over
+/// Writes `kt[c * tk + j] = key_j[c0 + c]` for the `nt` keys `keys(0..nt)` and
+/// `c < dc`, zero for `nt <= j < tk`; with `norms`, also accumulates `‖key_j‖²` over
 /// these columns into `kn[j]` (overwriting it when `c0 == 0`).
 #[inline]
 pub(crate) fn pack<'a>(
     key: impl Fn(usize) -> &'a [f32],
     nt: usize,
+    tk: usize,
     c0: usize,
     dc: usize,
     kt: &mut [f32],
     kn: Option<&mut [f32; TK]>,
 ) {
-    let kt = &mut kt[..dc * TK];
-    if nt < TK {
-        for row in kt.chunks_exact_mut(TK) {
+    let kt = &mut kt[..dc * tk];
+    if nt < tk {
+        for row in kt.chunks_exact_mut(tk) {
             row[nt..].fill(0.0);
         }
     }
     for j in 0..nt {
         let k = &key(j)[c0..c0 + dc];
-        for (row, &x) in kt.chunks_exact_mut(TK).zip(k) {
+        for (row, &x) in kt.chunks_exact_mut(tk).zip(k) {
             row[j] = x;
         }
     }

@@ -6,7 +6,8 @@
 use super::TK;
 use crate::simd::Vector;
 
-/// `s[r][j] (+)= Σ_{c < dc} q[r][c] · kt[c * TK + j]` for every `j < TK`.
+/// `s[r][j] (+)= Σ_{c < dc} q[r][c] · kt[c * tk + j]` for every `j < tk`
+/// (`tk` a multiple of `NR · LANES`).
 ///
 /// The register block is `R` rows × `NR` vectors of keys: per column `c`, `NR`
 /// loads of the packed keys and `R` broadcasts of query elements feed
@@ -16,14 +17,15 @@ use crate::simd::Vector;
 pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
     q: [&[f32]; R],
     kt: &[f32],
+    tk: usize,
     dc: usize,
     s: &mut [[f32; TK]; R],
     accumulate: bool,
 ) {
     let q = q.map(|row| &row[..dc]);
-    let kt = &kt[..dc * TK];
+    let kt = &kt[..dc * tk];
     let width = NR * V::LANES;
-    for kb in (0..TK).step_by(width) {
+    for kb in (0..tk).step_by(width) {
         let mut acc = [[V::splat(0.0); NR]; R];
         if accumulate {
             for r in 0..R {
@@ -32,7 +34,7 @@ pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
                 }
             }
         }
-        for (c, ktrow) in kt.chunks_exact(TK).enumerate() {
+        for (c, ktrow) in kt.chunks_exact(tk).enumerate() {
             let ktb = &ktrow[kb..kb + width];
             let mut kv = [V::splat(0.0); NR];
             for n in 0..NR {

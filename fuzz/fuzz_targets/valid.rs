@@ -1,0 +1,340 @@
+//! Decoding a *valid* attention problem (a `common::Case`) from fuzz input,
+//! shared by the `differential` and `split_merge` targets.
+//!
+//! Everything the f64 reference of `tests/common/mod.rs` and its tolerance
+//! assume is kept true by construction (or the input is skipped):
+//!
+//! - Data are integers times a power of two (`n · 2^e`, `|n| ≤ 1023`,
+//!   `e ≥ −24`), so any nonzero `|q_c − k_c|` is at least `2^e_min`: squared
+//!   distances never underflow, and a query equal to a key gives distance
+//!   exactly 0 in every kernel and in the reference.
+//! - Magnitudes stay where every f32 intermediate is finite and normal:
+//!   `Dot`/`NegSqDist` logits below `LOGIT_LIMIT` in magnitude (so the
+//!   tolerance `e^{2δ} − 1` stays finite), `NegLogDist` powered distances
+//!   `d^p` in `[2^-100, 2^100]` (the tiled kernel's exponential flushes below
+//!   `e^-87.3` and overflows above `e^88.7`; the reference does neither).
+//! - Bias entries are finite (`|b| ≤ 2^15`) or `−∞` (masking); never `+∞` or NaN.
+//!
+//! Special structure the decoder can ask for: queries equal to keys (exact
+//! matches, which give `NegLogDist` with `eps = 0` an infinite logit),
+//! repeated keys, near-matches one grid step apart, zero rows, constant
+//! tensors, sparse tensors, rows scaled up or down, fully `−∞` bias rows.
+
+use crate::common::{Case, Layout, Rng};
+use arbitrary::{Result, Unstructured};
+use streamattn::{Mask, Scorer};
+
+/// Upper bound on `|logit|` for `Dot` and `NegSqDist` (see the module docs).
+pub const LOGIT_LIMIT: f64 = 1e6;
+
+/// What the calling target allows.
+#[derive(Clone, Copy)]
+pub struct Opts {
+    /// More than one head (grouped-query); else `heads = kv_heads = 1`.
+    pub multi_head: bool,
+    /// Masks and a key length; else `Mask::None` and no key length.
+    pub masks: bool,
+    /// `heads · n_q · n_kv · (d + d_v)` at most this (keeps executions fast).
+    pub budget: usize,
+}
+
+/// Dimensions worth hitting exactly: tile edges (scalar tile 32, tiled 64),
+/// lane multiples, register-block multiples (4, 6), the packed-width limit
+/// `DC = 256` (wider heads are packed in column chunks).
+const DIMS: [usize; 36] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 63, 64, 65, 96, 127,
+    128, 129, 191, 255, 256, 257, 299, 300,
+];
+
+/// A dimension in `lo..=hi`, often one of [`DIMS`], often small.
+pub fn dim(u: &mut Unstructured, lo: usize, hi: usize) -> Result<usize> {
+    Ok(match u.int_in_range(0u8..=3)? {
+        0 => {
+            let ok: Vec<usize> = DIMS.iter().copied().filter(|&x| x >= lo && x <= hi).collect();
+            if ok.is_empty() {
+                lo
+            } else {
+                *u.choose(&ok)?
+            }
+        }
+        1 | 2 => u.int_in_range(lo..=hi.min(lo + 16))?,
+        _ => u.int_in_range(lo..=hi)?,
+    })
+}
+
+fn pow2(e: i32) -> f32 {
+    (e as f32).exp2()
+}
+
+/// A tensor of `n` grid values; returns it and its grid exponent.
+fn tensor(u: &mut Unstructured, rng: &mut Rng, n: usize, e_lo: i32, e_hi: i32) -> Result<(Vec<f32>, i32)> {
+    let e = if u.ratio(2u8, 3u8)? { u.int_in_range(-6i32..=0)? } else { u.int_in_range(e_lo..=e_hi)? };
+    let range: i32 = *u.choose(&[1, 3, 15, 127, 1023])?;
+    let g = pow2(e);
+    let mut rand = |rng: &mut Rng| (rng.below(2 * range as usize + 1) as i32 - range) as f32 * g;
+    let mode = u.int_in_range(0u8..=5)?;
+    let v = match mode {
+        // Uniform integers from the generator.
+        0 | 1 => (0..n).map(|_| rand(rng)).collect(),
+        // One constant.
+        2 => vec![rand(rng); n],
+        // Sparse: mostly zero.
+        3 => (0..n).map(|_| if rng.below(8) == 0 { rand(rng) } else { 0.0 }).collect(),
+        // Straight from the input bytes while they last.
+        4 => {
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let b = if u.is_empty() { rng.next_u32() as u8 as i8 } else { u.arbitrary::<i8>()? };
+                v.push((b as i32).clamp(-range, range) as f32 * g);
+            }
+            v
+        }
+        _ => vec![0.0; n],
+    };
+    Ok((v, e))
+}
+
+fn scale(u: &mut Unstructured) -> Result<Option<f32>> {
+    Ok(match u.int_in_range(0u8..=3)? {
+        0 | 1 => None,
+        2 => Some(*u.choose(&[1.0, 0.5, 0.125, 2.0, 0.01, 10.0])?),
+        _ => Some(pow2(u.int_in_range(-40i32..=20)?) * (1.0 + u.int_in_range(0u8..=15)? as f32 / 16.0) / 4.0),
+    })
+}
+
+fn scorer(u: &mut Unstructured) -> Result<Scorer> {
+    Ok(match u.int_in_range(0u8..=2)? {
+        0 => Scorer::Dot { scale: scale(u)? },
+        1 => Scorer::NegSqDist { scale: scale(u)? },
+        _ => {
+            let eps = match u.int_in_range(0u8..=4)? {
+                0 => 0.0,
+                1 => 1e-3,
+                2 => *u.choose(&[1.0, 0.5, 16.0, 1e-6])?,
+                _ => pow2(-u.int_in_range(0i32..=100)?),
+            };
+            let p = match u.int_in_range(0u8..=5)? {
+                0 | 1 => 2.0,
+                2 => 1.0,
+                3 => *u.choose(&[4.0, 0.5, 3.0, 1.5])?,
+                _ => u.int_in_range(1u16..=256)? as f32 / 64.0,
+            };
+            Scorer::NegLogDist { eps, p }
+        }
+    })
+}
+
+fn mask(u: &mut Unstructured, n_q: usize, n_kv: usize) -> Result<Mask> {
+    let side = |u: &mut Unstructured| -> Result<usize> {
+        Ok(match u.int_in_range(0u8..=5)? {
+            0 => 0,
+            1 => usize::MAX,
+            2 => n_kv,
+            _ => u.int_in_range(0..=n_kv + 2)?,
+        })
+    };
+    Ok(match u.int_in_range(0u8..=3)? {
+        0 => Mask::None,
+        1 => {
+            if u.ratio(1u8, 2u8)? {
+                Mask::causal_bottom_right(n_q, n_kv)
+            } else {
+                Mask::Causal { offset: u.int_in_range(0..=n_kv)? }
+            }
+        }
+        _ => Mask::Window { offset: u.int_in_range(0..=n_kv)?, left: side(u)?, right: side(u)? },
+    })
+}
+
+fn max_abs(x: &[f32]) -> f64 {
+    x.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()))
+}
+
+/// Decodes a valid case; `None` when the decoded numbers fall outside the
+/// range the reference's tolerance covers (the input is then skipped).
+pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
+    let seed: u64 = u.arbitrary()?;
+    let mut rng = Rng::new(seed);
+    let (kv_heads, group) =
+        if opts.multi_head { (u.int_in_range(1..=2)?, u.int_in_range(1..=3)?) } else { (1, 1) };
+    let heads = kv_heads * group;
+    let mut n_q = dim(u, 0, 64)?;
+    if u.ratio(1u8, 16u8)? {
+        n_q = 0;
+    }
+    let n_kv = if u.ratio(1u8, 16u8)? { 0 } else { dim(u, 1, 300)? };
+    let d = dim(u, 1, 300)?;
+    let dv = dim(u, 1, 64)?;
+    let work = |n_q: usize| heads * n_q * n_kv * (d + dv);
+    if work(n_q) > opts.budget {
+        n_q = opts.budget / work(1).max(1);
+    }
+    let scorer = scorer(u)?;
+    let (mask, key_len) = if opts.masks {
+        let m = mask(u, n_q, n_kv)?;
+        let kl = if u.ratio(1u8, 3u8)? { Some(u.int_in_range(0..=n_kv)?) } else { None };
+        (m, kl)
+    } else {
+        (Mask::None, None)
+    };
+    let layout = match u.int_in_range(0u8..=2)? {
+        0 => Layout::HeadsMajor,
+        1 => Layout::SeqMajor,
+        _ => Layout::Padded(u.int_in_range(1..=5)?),
+    };
+    let (mut q, eq) = tensor(u, &mut rng, heads * n_q * d, -24, 12)?;
+    let (mut k, ek) = tensor(u, &mut rng, kv_heads * n_kv * d, -24, 12)?;
+    let (mut v, _) = tensor(u, &mut rng, kv_heads * n_kv * dv, -24, 10)?;
+    let mut e_min = eq.min(ek);
+
+    // Structural edits.
+    let qrow = |h: usize, i: usize| (h * n_q + i) * d;
+    let krow = |h: usize, j: usize| (h * n_kv + j) * d;
+    let vrow = |h: usize, j: usize| (h * n_kv + j) * dv;
+    for _ in 0..u.int_in_range(0u8..=8)? {
+        let h = u.int_in_range(0..=heads - 1)?;
+        let hk = h / group;
+        let i = if n_q > 0 { u.int_in_range(0..=n_q - 1)? } else { 0 };
+        let j = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
+        let j2 = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
+        match u.int_in_range(0u8..=8)? {
+            // A query equal to a key.
+            0 | 1 if n_q > 0 && n_kv > 0 => {
+                let src = k[krow(hk, j)..][..d].to_vec();
+                q[qrow(h, i)..][..d].copy_from_slice(&src);
+            }
+            // A repeated key (with or without its value).
+            2 if n_kv > 0 => {
+                k.copy_within(krow(hk, j)..krow(hk, j) + d, krow(hk, j2));
+                if u.ratio(1u8, 2u8)? {
+                    v.copy_within(vrow(hk, j)..vrow(hk, j) + dv, vrow(hk, j2));
+                }
+            }
+            // Every key of a head the same.
+            3 if n_kv > 0 => {
+                for j2 in 0..n_kv {
+                    k.copy_within(krow(hk, j)..krow(hk, j) + d, krow(hk, j2));
+                }
+            }
+            // A zero query.
+            4 if n_q > 0 => q[qrow(h, i)..][..d].fill(0.0),
+            // A key one grid step from a query (near-match).
+            5 if n_q > 0 && n_kv > 0 => {
+                let src = q[qrow(h, i)..][..d].to_vec();
+                k[krow(hk, j)..][..d].copy_from_slice(&src);
+                let c = u.int_in_range(0..=d - 1)?;
+                k[krow(hk, j) + c] += pow2(e_min);
+            }
+            // A key scaled by a power of two (exact), up or down.
+            6 if n_kv > 0 => {
+                let s = u.int_in_range(-6i32..=6)?;
+                k[krow(hk, j)..][..d].iter_mut().for_each(|x| *x *= pow2(s));
+                e_min = e_min.min(ek + s);
+            }
+            // A value row scaled up.
+            7 if n_kv > 0 => {
+                let s = pow2(u.int_in_range(0i32..=10)?);
+                v[vrow(hk, j)..][..dv].iter_mut().for_each(|x| *x *= s);
+            }
+            // An anti-match: q = −k.
+            8 if n_q > 0 && n_kv > 0 => {
+                let src: Vec<f32> = k[krow(hk, j)..][..d].iter().map(|x| -x).collect();
+                q[qrow(h, i)..][..d].copy_from_slice(&src);
+            }
+            _ => {}
+        }
+    }
+
+    // Magnitude guards (module docs).
+    let (mq, mk, mv) = (max_abs(&q), max_abs(&k), max_abs(&v));
+    if mq > 2f64.powi(24) || mk > 2f64.powi(24) || mv > 2f64.powi(20) || e_min < -24 {
+        return Ok(None);
+    }
+    let df = d as f64;
+    let scale_of = |s: Option<f32>| s.map_or(1.0 / df.sqrt(), |x| x as f64);
+    match scorer {
+        Scorer::Dot { scale } => {
+            if scale_of(scale) * df * mq * mk > LOGIT_LIMIT {
+                return Ok(None);
+            }
+        }
+        Scorer::NegSqDist { scale } => {
+            if scale_of(scale) * df * (2.0 * mq * mk + mk * mk + mq * mq) > LOGIT_LIMIT {
+                return Ok(None);
+            }
+        }
+        Scorer::NegLogDist { p, .. } => {
+            let p = p as f64;
+            // Largest squared distance, and the smallest nonzero one (a
+            // nonzero |q_c − k_c| is at least one step of the finer grid).
+            let d2_max = df * (mq + mk).powi(2);
+            let d2_min = 2f64.powi(2 * e_min);
+            if d2_max.powf(p / 2.0) > 2f64.powi(100) || d2_min.powf(p / 2.0) < 2f64.powi(-100) {
+                return Ok(None);
+            }
+        }
+        _ => return Ok(None),
+    }
+
+    // Bias: finite grid values or −∞, per head or shared.
+    let mut case = Case {
+        heads,
+        kv_heads,
+        n_q,
+        n_kv,
+        d,
+        dv,
+        q,
+        k,
+        v,
+        bias: None,
+        bias_shared: false,
+        scorer,
+        mask,
+        key_len,
+        layout,
+    };
+    if u.ratio(1u8, 3u8)? {
+        let shared = u.ratio(1u8, 2u8)?;
+        let bh = if shared { 1 } else { heads };
+        let (mut b, _) = tensor(u, &mut rng, bh * n_q * n_kv, -8, 5)?;
+        let neg = f32::NEG_INFINITY;
+        match u.int_in_range(0u8..=5)? {
+            0 => {}
+            1 => b.iter_mut().for_each(|x| {
+                if rng.below(8) == 0 {
+                    *x = neg
+                }
+            }),
+            2 => b.iter_mut().for_each(|x| {
+                if rng.below(2) == 0 {
+                    *x = neg
+                }
+            }),
+            3 if n_kv > 0 => {
+                // Whole rows masked out.
+                for row in b.chunks_mut(n_kv) {
+                    if rng.below(3) == 0 {
+                        row.fill(neg);
+                    }
+                }
+            }
+            4 => b.fill(neg),
+            _ if n_kv > 0 => {
+                // Only the diagonal-ish key kept: a −∞ everywhere else.
+                for (r, row) in b.chunks_mut(n_kv).enumerate() {
+                    let keep = r % n_q.max(1) % n_kv;
+                    for (j, x) in row.iter_mut().enumerate() {
+                        if j != keep {
+                            *x = neg;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        case.bias = Some(b);
+        case.bias_shared = shared;
+    }
+    Ok(Some(case))
+}
