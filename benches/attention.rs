@@ -176,8 +176,37 @@ fn unfused(
     }
 }
 
+/// Sum of a buffer with 4 independent 16-lane accumulators: lane-wise adds
+/// vectorise without reassociation, so this streams at the read bandwidth.
+fn read_all(data: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; 16]; 4];
+    for chunk in data.chunks_exact(64) {
+        for (a, c) in acc.iter_mut().zip(chunk.chunks_exact(16)) {
+            for (x, y) in a.iter_mut().zip(c) {
+                *x += y;
+            }
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+/// Single-core read bandwidth from DRAM (a buffer far larger than the caches),
+/// the ceiling for decode: it reads K and V once.
+fn bandwidth(c: &mut Criterion, quick: bool) {
+    let n = if quick { 1 << 22 } else { 1 << 26 }; // 16 MiB or 256 MiB
+    let data = data(n, 9);
+    let mut g = c.benchmark_group("read-bandwidth");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
+    g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+    g.throughput(Throughput::Bytes((n * 4) as u64));
+    g.bench_function(if quick { "16MiB" } else { "256MiB" }, |b| b.iter(|| black_box(read_all(&data))));
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
+    bandwidth(c, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
         let mut g = c.benchmark_group(s.name);

@@ -265,20 +265,17 @@ impl<'b> Attention<'b> {
         k: HeadsRef<'_>,
         v: HeadsRef<'_>,
         out: HeadsMut<'_>,
-        mut lse: Option<&mut [f32]>,
+        lse: Option<&mut [f32]>,
     ) -> Result<(), Error> {
         let problem = self.problem(q, k, v, &out.layout, lse.as_deref())?;
-        let n_q = problem.q.rows();
-        for h in 0..problem.q.heads() {
-            let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
-            match self.kernel {
-                Kernel::Scalar => scalar::head(&problem, h, out.data, &out.layout, lse_h),
-                Kernel::Tiled => tile::native(&problem, h, out.data, &out.layout, lse_h),
-                Kernel::TiledX1 => tile::x1(&problem, h, out.data, &out.layout, lse_h),
-                Kernel::TiledX4 => tile::x4(&problem, h, out.data, &out.layout, lse_h),
-                Kernel::TiledX8 => tile::x8(&problem, h, out.data, &out.layout, lse_h),
-                Kernel::TiledX16 => tile::x16(&problem, h, out.data, &out.layout, lse_h),
-            }
+        let (data, layout) = (out.data, &out.layout);
+        match self.kernel {
+            Kernel::Scalar => scalar::run(&problem, data, layout, lse),
+            Kernel::Tiled => tile::native(&problem, data, layout, lse),
+            Kernel::TiledX1 => tile::x1(&problem, data, layout, lse),
+            Kernel::TiledX4 => tile::x4(&problem, data, layout, lse),
+            Kernel::TiledX8 => tile::x8(&problem, data, layout, lse),
+            Kernel::TiledX16 => tile::x16(&problem, data, layout, lse),
         }
         Ok(())
     }

@@ -14,15 +14,18 @@ use crate::view::Layout;
 /// Keys per tile: the only scratch is `[f32; TILE]` on the stack.
 pub(crate) const TILE: usize = 32;
 
-/// Computes head `h` of `problem` into `out` (laid out by `out_layout`) and,
-/// if given, its `n_q` log-sum-exps into `lse`.
-pub(crate) fn head(
-    problem: &Problem<'_>,
-    h: usize,
-    out: &mut [f32],
-    out_layout: &Layout,
-    mut lse: Option<&mut [f32]>,
-) {
+/// Computes every head of `problem` into `out` (laid out by `out_layout`)
+/// and, if given, the log-sum-exps `lse[h * n_q + i]`.
+pub(crate) fn run(problem: &Problem<'_>, out: &mut [f32], out_layout: &Layout, mut lse: Option<&mut [f32]>) {
+    let n_q = problem.q.rows();
+    for h in 0..problem.q.heads() {
+        let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
+        head(problem, h, out, out_layout, lse_h);
+    }
+}
+
+/// Head `h` of [`run`], with its `n_q` log-sum-exps in `lse`.
+fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, mut lse: Option<&mut [f32]>) {
     let kind = problem.kind;
     let q = problem.q.head(h);
     let k = problem.k.head(h / problem.group);

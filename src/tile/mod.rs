@@ -27,6 +27,7 @@
 //! a wider head is packed in column chunks, and then a block is a single
 //! micro-block (its scores accumulate over the chunks).
 
+mod decode;
 mod pack;
 mod pv;
 mod score;
@@ -37,6 +38,7 @@ use crate::scorer::{dot, sq_dist, Kind};
 use crate::simd::Vector;
 use crate::softmax::Running;
 use crate::view::Layout;
+use core::ops::Range;
 use pv::Out;
 use weights::Row;
 
@@ -52,39 +54,115 @@ const KT_CAP: usize = 4096;
 /// Query rows per block: each packed tile serves this many rows.
 const QB: usize = 512;
 
-/// Register blocks per width: (rows, key vectors, output vectors). AVX-512
-/// has 32 vector registers: 4 × 4 accumulators. AVX2, SSE2 and NEON kernels
-/// get 16 registers: 6 × 2 accumulators (as ggml's AVX2 kernel).
+/// Register blocks per width: (rows, key vectors, output vectors, output
+/// vectors in decode). AVX-512 has 32 vector registers: 4 × 4 accumulators,
+/// and 8 rows × 2 in decode. AVX2, SSE2 and NEON get 16 registers: 6 × 2
+/// (as ggml's AVX2 kernel), and 8 × 1 in decode.
 macro_rules! widths {
-    ($($name:ident: $v:ty, $mr:expr, $nr:expr, $nc:expr;)*) => {$(
-        pub(crate) fn $name(p: &Problem<'_>, h: usize, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
-            head::<$v, $mr, $nr, $nc>(p, h, out, ol, lse)
+    ($($name:ident: $v:ty, $mr:expr, $nr:expr, $nc:expr, $dnc:expr;)*) => {$(
+        pub(crate) fn $name(p: &Problem<'_>, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
+            run::<$v, $mr, $nr, $nc, $dnc>(p, out, ol, lse)
         }
     )*};
 }
 
 widths! {
-    x1: f32, 4, 4, 4;
-    x4: wide::f32x4, 6, 2, 2;
-    x8: wide::f32x8, 6, 2, 2;
-    x16: wide::f32x16, 4, 4, 4;
+    x1: f32, 4, 4, 4, 4;
+    x4: wide::f32x4, 6, 2, 2, 1;
+    x8: wide::f32x8, 6, 2, 2, 1;
+    x16: wide::f32x16, 4, 4, 4, 2;
 }
 
 /// The width the build's target features select ([`crate::simd::Native`]).
-pub(crate) fn native(p: &Problem<'_>, h: usize, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
+pub(crate) fn native(p: &Problem<'_>, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
     use crate::simd::Native;
     match <Native as Vector>::LANES {
-        16 => x16(p, h, out, ol, lse),
-        8 => x8(p, h, out, ol, lse),
-        4 => x4(p, h, out, ol, lse),
-        _ => x1(p, h, out, ol, lse),
+        16 => x16(p, out, ol, lse),
+        8 => x8(p, out, ol, lse),
+        4 => x4(p, out, ol, lse),
+        _ => x1(p, out, ol, lse),
     }
 }
 
-/// Computes head `h` of `problem` with vectors `V`, register blocks of `MR`
-/// rows × `NR` vectors of keys (scores) and `MR` rows × `NC` vectors of
-/// output columns (P·V). Same contract as [`crate::scalar::head`].
-pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
+/// One query row of a call: row `i` of query head `h`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At {
+    pub h: usize,
+    pub i: usize,
+}
+
+/// Computes every head of `problem` into `out` (laid out by `out_layout`)
+/// and, if given, the log-sum-exps `lse[h * n_q + i]`. When the query heads
+/// that share a key/value head have at most [`decode::ROWS`] rows in all, they
+/// go through the decode kernel together (one pass over that K and V);
+/// otherwise each head goes through the blocked prefill loop.
+pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize, const DNC: usize>(
+    problem: &Problem<'_>,
+    out: &mut [f32],
+    out_layout: &Layout,
+    mut lse: Option<&mut [f32]>,
+) {
+    let (n_heads, n_q, g) = (problem.q.heads(), problem.q.rows(), problem.group);
+    if n_q == 0 {
+        return;
+    }
+    if g * n_q <= decode::ROWS {
+        for hk in 0..n_heads / g {
+            let mut rows = [At { h: 0, i: 0 }; decode::ROWS];
+            let mut n = 0;
+            for h in hk * g..(hk + 1) * g {
+                for i in 0..n_q {
+                    rows[n] = At { h, i };
+                    n += 1;
+                }
+            }
+            decode::rows::<V, DNC>(problem, &rows[..n], out, out_layout, lse.as_deref_mut());
+        }
+    } else {
+        for h in 0..n_heads {
+            head::<V, MR, NR, NC>(problem, h, out, out_layout, lse.as_deref_mut());
+        }
+    }
+}
+
+/// Zeroes the output row of `at` and returns its initial state and `‖q‖²`
+/// (0 unless the scorer needs it).
+fn start_row(p: &Problem<'_>, at: At, out: &mut [f32], ol: &Layout) -> (Running, f32) {
+    let o = ol.offset(at.h, at.i);
+    out[o..o + p.v.cols()].fill(0.0);
+    let q = p.q.head(at.h).row(at.i);
+    let q_norm = if matches!(p.kind, Kind::LogDist { .. }) { dot(q, q) } else { 0.0 };
+    let run = if weights::linear(p.kind, p.bias.is_some()) { Running::EMPTY_LINEAR } else { Running::EMPTY };
+    (run, q_norm)
+}
+
+/// Normalises the output row of `at` and writes its log-sum-exp.
+fn finish_row(p: &Problem<'_>, at: At, run: &Running, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
+    let linear = weights::linear(p.kind, p.bias.is_some());
+    let (inv, row_lse) = if linear { run.finish_linear() } else { run.finish() };
+    let o = ol.offset(at.h, at.i);
+    let o = &mut out[o..o + p.v.cols()];
+    if inv == 0.0 {
+        o.fill(0.0); // no key had weight: exactly 0
+    } else {
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+    if let Some(l) = lse {
+        l[at.h * p.q.rows() + at.i] = row_lse + p.kind.lse_shift(p.q.head(at.h).row(at.i));
+    }
+}
+
+/// The keys of the tile `t0..t0 + nt` that row `i` sees, in tile coordinates
+/// (empty if none).
+fn seen(p: &Problem<'_>, i: usize, t0: usize, nt: usize) -> Range<usize> {
+    let keys = p.mask.key_range(i, p.key_len);
+    keys.start.max(t0).saturating_sub(t0)..keys.end.min(t0 + nt).saturating_sub(t0)
+}
+
+/// Computes head `h` with the blocked prefill loop (module docs): vectors
+/// `V`, register blocks of `MR` rows × `NR` vectors of keys (scores) and `MR`
+/// rows × `NC` vectors of output columns (P·V).
+fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     problem: &Problem<'_>,
     h: usize,
     out: &mut [f32],
@@ -94,9 +172,7 @@ pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>
     let kind = problem.kind;
     let q = problem.q.head(h);
     let k = problem.k.head(h / problem.group);
-    let v = problem.v.head(h / problem.group);
-    let (n_q, d, d_v) = (q.rows(), q.cols(), v.cols());
-    let linear = weights::linear(kind, problem.bias.is_some());
+    let (n_q, d) = (q.rows(), q.cols());
     // Tile width and widest column chunk packed at once.
     let tk = if d <= KT_CAP / TK { TK } else { TK / 2 };
     let dc_max = KT_CAP / tk;
@@ -112,11 +188,7 @@ pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>
         let rows = b0..n_q.min(b0 + block_rows);
         let (mut lo, mut hi) = (usize::MAX, 0);
         for i in rows.clone() {
-            let t = i - b0;
-            run[t] = if linear { Running::EMPTY_LINEAR } else { Running::EMPTY };
-            q_norm[t] = if matches!(kind, Kind::LogDist { .. }) { dot(q.row(i), q.row(i)) } else { 0.0 };
-            let o = out_layout.offset(h, i);
-            out[o..o + d_v].fill(0.0);
+            (run[i - b0], q_norm[i - b0]) = start_row(problem, At { h, i }, out, out_layout);
             let keys = problem.mask.key_range(i, problem.key_len);
             if !keys.is_empty() {
                 (lo, hi) = (lo.min(keys.start), hi.max(keys.end));
@@ -124,55 +196,38 @@ pub(crate) fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>
         }
         for t0 in (lo..hi).step_by(tk) {
             let nt = tk.min(problem.key_len - t0);
-            let seen = |i: usize| {
-                let keys = problem.mask.key_range(i, problem.key_len);
-                keys.start.max(t0).saturating_sub(t0)..keys.end.min(t0 + nt).saturating_sub(t0)
-            };
-            if rows.clone().all(|i| seen(i).is_empty()) {
+            if rows.clone().all(|i| seen(problem, i, t0, nt).is_empty()) {
                 continue;
             }
             if d <= dc_max {
                 pack_tile(kind, |j| k.row(t0 + j), nt, tk, 0, d, &mut kt, &mut kn);
             }
-            let mut tile = Tile {
-                problem,
-                h,
-                t0,
-                nt,
-                tk,
-                dc_max,
-                kt: &mut kt,
-                kn: &mut kn,
-                run: &mut run[..rows.len()],
-                q_norm: &q_norm[..rows.len()],
-                b0,
-            };
             let mut m0 = rows.start;
             while m0 < rows.end {
-                if m0 + MR <= rows.end {
-                    let ids = core::array::from_fn(|r| m0 + r);
-                    micro::<V, MR, NR, NC>(&mut tile, ids, ids.map(seen), &mut s, out, out_layout);
-                    m0 += MR;
+                let r = if m0 + MR <= rows.end { MR } else { 1 };
+                let mut tile = Tile {
+                    problem,
+                    t0,
+                    nt,
+                    tk,
+                    dc_max,
+                    kt: &mut kt,
+                    kn: &mut kn,
+                    run: &mut run[m0 - b0..m0 - b0 + r],
+                    q_norm: &q_norm[m0 - b0..m0 - b0 + r],
+                };
+                if r == MR {
+                    let at = core::array::from_fn(|t| At { h, i: m0 + t });
+                    micro::<V, MR, NR, NC>(&mut tile, at, &mut s, out, out_layout);
                 } else {
                     let s1: &mut [[f32; TK]; 1] = (&mut s[..1]).try_into().unwrap();
-                    micro::<V, 1, NR, NC>(&mut tile, [m0], [seen(m0)], s1, out, out_layout);
-                    m0 += 1;
+                    micro::<V, 1, NR, NC>(&mut tile, [At { h, i: m0 }], s1, out, out_layout);
                 }
+                m0 += r;
             }
         }
         for i in rows.clone() {
-            let t = i - b0;
-            let (inv, row_lse) = if linear { run[t].finish_linear() } else { run[t].finish() };
-            let o = out_layout.offset(h, i);
-            let o = &mut out[o..o + d_v];
-            if inv == 0.0 {
-                o.fill(0.0);
-            } else {
-                o.iter_mut().for_each(|x| *x *= inv);
-            }
-            if let Some(l) = lse.as_deref_mut() {
-                l[i] = row_lse + kind.lse_shift(q.row(i));
-            }
+            finish_row(problem, At { h, i }, &run[i - b0], out, out_layout, lse.as_deref_mut());
         }
     }
 }
@@ -191,22 +246,24 @@ fn pack_tile<'a>(
     kn: &mut [f32; TK],
 ) {
     let last = c0 + dc == key(0).len();
-    match kind {
-        Kind::Dot { .. } => pack::pack(key, nt, tk, c0, dc, kt, None),
-        Kind::SqDist { scale } => {
-            pack::pack(key, nt, tk, c0, dc, kt, Some(kn));
-            if last {
-                kn.iter_mut().for_each(|x| *x *= -scale);
-            }
-        }
-        Kind::LogDist { .. } => pack::pack(key, nt, tk, c0, dc, kt, Some(kn)),
+    let norms = !matches!(kind, Kind::Dot { .. });
+    pack::pack(key, nt, tk, c0, dc, kt, norms.then_some(&mut *kn));
+    if last {
+        key_terms(kind, &mut kn[..nt]);
     }
 }
 
-/// The state shared by the micro-blocks of one tile.
+/// Turns `‖k‖²` into the term the scorer adds to `2·scale·q·k` (`NegSqDist`:
+/// `−scale·‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
+fn key_terms(kind: Kind, kn: &mut [f32]) {
+    if let Kind::SqDist { scale } = kind {
+        kn.iter_mut().for_each(|x| *x *= -scale);
+    }
+}
+
+/// One tile of the prefill loop, seen by a micro-block of rows.
 struct Tile<'t, 'p> {
     problem: &'t Problem<'p>,
-    h: usize,
     /// First key of the tile, number of keys in it, tile width.
     t0: usize,
     nt: usize,
@@ -215,34 +272,30 @@ struct Tile<'t, 'p> {
     dc_max: usize,
     kt: &'t mut [f32; KT_CAP],
     kn: &'t mut [f32; TK],
-    /// Row states and norms of the block, indexed by row − b0.
+    /// States and norms of the micro-block's rows.
     run: &'t mut [Running],
     q_norm: &'t [f32],
-    b0: usize,
 }
 
-/// One micro-block of `R` query rows `ids` against the tile; `seen[r]` are
-/// the tile keys row `ids[r]` sees (tile coordinates).
+/// One micro-block of `R` rows of one head against the packed tile.
 #[inline(always)]
 fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
     tile: &mut Tile<'_, '_>,
-    ids: [usize; R],
-    seen: [core::ops::Range<usize>; R],
+    at: [At; R],
     s: &mut [[f32; TK]; R],
     out: &mut [f32],
     out_layout: &Layout,
 ) {
+    let p = tile.problem;
+    let (t0, nt, tk, dc_max) = (tile.t0, tile.nt, tile.tk, tile.dc_max);
+    let seen = at.map(|a| seen(p, a.i, t0, nt));
     if seen.iter().all(|r| r.is_empty()) {
         return;
     }
-    let p = tile.problem;
-    let (t0, nt, h) = (tile.t0, tile.nt, tile.h);
-    let q = p.q.head(h);
+    let h = at[0].h;
     let k = p.k.head(h / p.group);
-    let v = p.v.head(h / p.group);
-    let d = q.cols();
-    let qrows = ids.map(|i| q.row(i));
-    let (tk, dc_max) = (tile.tk, tile.dc_max);
+    let d = p.q.cols();
+    let qrows = at.map(|a| p.q.head(h).row(a.i));
     if d <= dc_max {
         score::scores::<V, R, NR>(qrows, &tile.kt[..], tk, d, s, false);
     } else {
@@ -252,32 +305,60 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
             score::scores::<V, R, NR>(qrows.map(|r| &r[c0..]), &tile.kt[..], tk, dc, s, c0 > 0);
         }
     }
+    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout, false);
+}
+
+/// The rest of a tile once `s[r]` holds the dot products `q·k_j` of rows
+/// `at` (all reading the same key/value head) with keys `t0..`, and `kn` the
+/// key terms: weights and the online softmax per row, then P·V. With
+/// `stream` (decode), P·V reads each value row once ([`pv::pv_stream`]).
+/// Otherwise keys every row sees go through the `R`-row register block and
+/// the rest (near a causal diagonal or a window edge) row by row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn update<V: Vector, const R: usize, const NC: usize>(
+    p: &Problem<'_>,
+    at: [At; R],
+    seen: [Range<usize>; R],
+    s: &mut [[f32; TK]; R],
+    kn: &[f32; TK],
+    t0: usize,
+    run: &mut [Running],
+    q_norm: &[f32],
+    out: &mut [f32],
+    out_layout: &Layout,
+    stream: bool,
+) {
+    let hk = at[0].h / p.group;
+    let (k, v) = (p.k.head(hk), p.v.head(hk));
+    let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
     let mut alpha = [1.0f32; R];
     for r in 0..R {
         if seen[r].is_empty() {
             continue;
         }
-        let i = ids[r];
+        let (h, i) = (at[r].h, at[r].i);
         let row = Row {
             lo: seen[r].start,
             hi: seen[r].end,
-            q_norm: tile.q_norm[i - tile.b0],
+            q_norm: q_norm[r],
             bias: p.bias.map(|b| &b.row(h, i)[t0..t0 + nt]),
         };
-        let qi = qrows[r];
-        alpha[r] = weights::weights::<V>(p.kind, &mut s[r], tile.kn, &row, &mut tile.run[i - tile.b0], |j| {
-            sq_dist(qi, k.row(t0 + j))
-        });
+        let qi = p.q.head(h).row(i);
+        alpha[r] =
+            weights::weights::<V>(p.kind, &mut s[r], kn, &row, &mut run[r], |j| sq_dist(qi, k.row(t0 + j)));
     }
-    // Keys every row sees go through the R-row register block; the rest
-    // (near a causal diagonal or a window edge) row by row.
-    let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
-    let offsets = ids.map(|i| out_layout.offset(h, i));
+    let offsets = at.map(|a| out_layout.offset(a.h, a.i));
     let d_v = v.cols();
     let value = |j: usize| v.row(t0 + j);
-    let mut o = Out { data: out, offsets: &offsets };
+    if stream {
+        pv::pv_stream::<V, R>(&mut Out { data: out, offsets: &offsets }, alpha, s, value, &seen, d_v);
+        return;
+    }
+    let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
+        let mut o = Out { data: &mut *out, offsets: &offsets };
         pv::pv::<V, R, NC>(&mut o, alpha, s, value, common.clone(), d_v);
     }
     for r in 0..R {
@@ -285,14 +366,13 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
         if own.is_empty() {
             continue;
         }
-        let (before, after) = if common.is_empty() {
-            (own.clone(), 0..0)
+        let (before, after, a) = if common.is_empty() {
+            (own.clone(), 0..0, alpha[r])
         } else {
-            (own.start..common.start.max(own.start), common.end.min(own.end)..own.end)
+            (own.start..common.start, common.end..own.end, 1.0)
         };
-        let a = if common.is_empty() { alpha[r] } else { 1.0 };
         let s1: &[[f32; TK]; 1] = (&s[r..r + 1]).try_into().unwrap();
-        let mut o1 = Out { data: o.data, offsets: &offsets[r..r + 1] };
+        let mut o1 = Out { data: &mut *out, offsets: &offsets[r..r + 1] };
         if !before.is_empty() || a != 1.0 {
             pv::pv::<V, 1, NC>(&mut o1, [a], s1, value, before, d_v);
         }

@@ -80,3 +80,46 @@ pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
         c0 += w;
     }
 }
+
+/// The decode variant: keys outer, so each value row is read once, front to
+/// back, while it streams in from memory (the column-block order of [`pv`]
+/// walks V with a stride of a row, which the hardware prefetcher does not
+/// keep up with when V comes from DRAM). The accumulators are the output rows
+/// themselves, which stay in L1. Row `r` is rescaled by `alpha[r]` and then
+/// accumulates the keys of `seen[r]`.
+#[inline(always)]
+pub(crate) fn pv_stream<'v, V: Vector, const R: usize>(
+    out: &mut Out<'_>,
+    alpha: [f32; R],
+    p: &[[f32; TK]; R],
+    v: impl Fn(usize) -> &'v [f32],
+    seen: &[core::ops::Range<usize>; R],
+    d_v: usize,
+) {
+    let l = V::LANES;
+    let full = d_v / l * l;
+    for r in 0..R {
+        if alpha[r] != 1.0 {
+            out.data[out.offsets[r]..][..d_v].iter_mut().for_each(|x| *x *= alpha[r]);
+        }
+    }
+    let first = seen.iter().filter(|s| !s.is_empty()).map(|s| s.start).min().unwrap_or(0);
+    let last = seen.iter().map(|s| s.end).max().unwrap_or(0);
+    for j in first..last {
+        let vj = &v(j)[..d_v];
+        for r in 0..R {
+            if !seen[r].contains(&j) {
+                continue;
+            }
+            let pj = V::splat(p[r][j]);
+            let o = &mut out.data[out.offsets[r]..][..d_v];
+            for c in (0..full).step_by(l) {
+                pj.mul_add(V::load(&vj[c..]), V::load(&o[c..])).store(&mut o[c..]);
+            }
+            if full < d_v {
+                let t = pj.mul_add(V::load_partial(&vj[full..]), V::load_partial(&o[full..]));
+                t.store_partial(&mut o[full..]);
+            }
+        }
+    }
+}
