@@ -282,3 +282,29 @@ fn large_magnitudes_and_tiny_ones() {
         check(&case);
     }
 }
+
+#[test]
+fn grouped_decode_passes_in_every_layout() {
+    // Query heads sharing a KV head run as rows of one decode pass when
+    // group × n_q <= 8; 9 rows and more take the prefill loop. Both sides of
+    // that line, every scorer, every layout, with masks and a bias.
+    let layouts = [Layout::HeadsMajor, Layout::SeqMajor, Layout::Padded(2)];
+    let shapes = [(4, 1, 1), (8, 2, 1), (8, 1, 1), (4, 2, 2), (6, 2, 2), (3, 1, 3), (9, 1, 1), (4, 1, 3)];
+    let mut seed = 3000;
+    for layout in layouts {
+        for (heads, kv_heads, n_q) in shapes {
+            for scorer in [Scorer::dot(), Scorer::neg_sq_dist(), Scorer::neg_log_dist()] {
+                seed += 1;
+                let n_kv = 300;
+                let base = Case::random(seed, heads, kv_heads, n_q, n_kv, 40, 24, scorer).with_layout(layout);
+                check(&base);
+                check(&base.clone().with_mask(Mask::causal_bottom_right(n_q, n_kv)).with_key_len(290));
+                check(
+                    &base
+                        .with_mask(Mask::Window { offset: 200, left: 70, right: 3 })
+                        .with_random_bias(seed, 2.0, false),
+                );
+            }
+        }
+    }
+}
