@@ -111,6 +111,8 @@ impl Kind {
         match self {
             Kind::Dot { scale } => scale * dot(q, k),
             Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
+            // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
+            Kind::LogDist { eps: 0.0, p } => -0.5 * p * libm::logf(clamp0(sq_dist(q, k))),
             Kind::LogDist { eps, p } => -libm::logf(eps + pow_dist(sq_dist(q, k), p)),
         }
     }
@@ -125,17 +127,26 @@ impl Kind {
     }
 }
 
-/// `d^p` from the squared distance `d2 = d²`, clamped at 0 first (a NaN
-/// stays NaN: `f32::max` would turn it into 0).
+/// `d^p` from the squared distance `d2 = d²`, clamped at 0 first.
 #[inline]
 pub(crate) fn pow_dist(d2: f32, p: f32) -> f32 {
-    let d2 = if d2 < 0.0 { 0.0 } else { d2 };
+    let d2 = clamp0(d2);
     if p == 2.0 {
         d2
     } else if p == 1.0 {
         libm::sqrtf(d2)
     } else {
         libm::powf(d2, 0.5 * p)
+    }
+}
+
+/// `x` clamped at 0, NaN staying NaN (`f32::max` would turn it into 0).
+#[inline]
+fn clamp0(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
     }
 }
 

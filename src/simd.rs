@@ -36,6 +36,8 @@ pub(crate) trait Vector:
     fn lt_select(self, other: Self, t: Self, f: Self) -> Self;
     /// Whether `self < other` in any lane.
     fn any_lt(self, other: Self) -> bool;
+    /// Whether any lane is infinite or NaN.
+    fn any_nonfinite(self) -> bool;
     /// `if self is NaN { self } else { f }` per lane.
     fn nan_or(self, f: Self) -> Self;
     /// `if self == other { t } else { f }` per lane.
@@ -113,6 +115,10 @@ macro_rules! wide_vector {
             #[inline(always)]
             fn any_lt(self, other: Self) -> bool {
                 self.simd_lt(other).any()
+            }
+            #[inline(always)]
+            fn any_nonfinite(self) -> bool {
+                !self.is_finite().all()
             }
             #[inline(always)]
             fn nan_or(self, f: Self) -> Self {
@@ -207,6 +213,10 @@ impl Vector for f32 {
     #[inline(always)]
     fn any_lt(self, other: Self) -> bool {
         self < other
+    }
+    #[inline(always)]
+    fn any_nonfinite(self) -> bool {
+        !self.is_finite()
     }
     #[inline(always)]
     fn nan_or(self, f: Self) -> Self {

@@ -233,7 +233,7 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
 }
 
 /// Packs a tile (or a column chunk of it) and turns the key norms into the
-/// term the scorer adds: `−scale·‖k‖²` for `NegSqDist`, `‖k‖²` for `NegLogDist`.
+/// term the scorer adds: `−‖k‖²` for `NegSqDist`, `‖k‖²` for `NegLogDist`.
 #[allow(clippy::too_many_arguments)]
 fn pack_tile<'a>(
     kind: Kind,
@@ -253,11 +253,11 @@ fn pack_tile<'a>(
     }
 }
 
-/// Turns `‖k‖²` into the term the scorer adds to `2·scale·q·k` (`NegSqDist`:
-/// `−scale·‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
+/// Turns `‖k‖²` into the term the scorer adds to `2·q·k` before scaling
+/// (`NegSqDist`: `−‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
 fn key_terms(kind: Kind, kn: &mut [f32]) {
-    if let Kind::SqDist { scale } = kind {
-        kn.iter_mut().for_each(|x| *x *= -scale);
+    if let Kind::SqDist { .. } = kind {
+        kn.iter_mut().for_each(|x| *x = -*x);
     }
 }
 

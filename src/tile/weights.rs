@@ -5,22 +5,26 @@
 //! `v_j`, and folds the tile into the row's [`Running`] state. First the
 //! scorer's value of each key:
 //!
-//! - `Dot`: the logit `scale · x_j`; `NegSqDist`: `2·scale · x_j − scale·‖k_j‖²`
+//! - `Dot`: the logit `scale · x_j`; `NegSqDist`: `scale · (2 x_j − ‖k_j‖²)`
 //!   (the norm trick; `−scale ‖q‖²` is left out, it cancels);
 //! - `NegLogDist`: the squared distance `‖q‖² + ‖k_j‖² − 2 x_j`, clamped at 0,
-//!   recomputed exactly as `Σ (q_c − k_c)²` wherever the cancellation error
-//!   (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed `8γ_{d+2}` of what is
-//!   used next: `eps + d²` for `p = 2`, `d²` for other powers. Then `d^p`
-//!   (`d²`, `√d²`, or `e^{(p/2) ln d²}`; squared distances below `2⁻¹²⁶` count
-//!   as 0 in the last case) and either the weight `1/(eps + d^p)` (no bias: a
-//!   reciprocal, no exponential) or the logit `−ln(eps + d^p) + b_j`;
+//!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
+//!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
+//!   `8γ_{d+2}` of what is used next: `eps + d²` for `p = 2`, `d²` for other
+//!   powers. Then, with `eps ≥ 1e-30` and no bias, the weight `1/(eps + d^p)`
+//!   (`d^p` is `d²`, `√d²`, or `e^{(p/2) ln d²}`, which flushes below about
+//!   `1e-38`, negligible next to `eps`): a reciprocal, no exponential. Otherwise
+//!   the logit `−ln(eps + d^p) + b_j`, computed as
+//!   `−logaddexp(ln eps, (p/2)·ln d²)` so that neither a tiny `eps` nor a
+//!   tiny distance overflows or underflows;
 //!
 //! plus the bias for logits. Then one of two normalisations:
 //!
 //! - log domain: `p_j = e^{s_j − m'}` ([`Running::advance`]);
-//! - linear domain (`NegLogDist` without bias): `p_j = w_j / m'` where `m'` is
-//!   the largest weight ([`Running::advance_linear`]). The weights are bounded
-//!   by `1/eps`; with a bias they are not, hence the log domain there.
+//! - linear domain (`NegLogDist`, `eps ≥ 1e-30`, no bias): `p_j = w_j / m'`
+//!   where `m'` is the largest weight ([`Running::advance_linear`]). The
+//!   weights are bounded by `1/eps ≤ 1e30`; with a bias or a smaller `eps`
+//!   they are not, hence the log domain there.
 //!
 //! Keys outside `[lo, hi)` get weight exactly 0.
 
@@ -41,14 +45,15 @@ pub(crate) struct Row<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-/// Whether rows are normalised in the linear domain: `NegLogDist` without a bias.
+/// Whether rows are normalised in the linear domain: `NegLogDist` with
+/// `eps ≥ 1e-30` and no bias (weights at most `1e30`, far from overflow).
 pub(crate) fn linear(kind: Kind, bias: bool) -> bool {
-    matches!(kind, Kind::LogDist { .. }) && !bias
+    matches!(kind, Kind::LogDist { eps, .. } if eps >= 1e-30) && !bias
 }
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
 /// `run` and returns the factor `α` by which the row's accumulator must be
-/// rescaled. `kn` holds the tile's key terms: `−scale·‖k_j‖²` for `NegSqDist`,
+/// rescaled. `kn` holds the tile's key terms: `−‖k_j‖²` for `NegSqDist`,
 /// `‖k_j‖²` for `NegLogDist`. `exact_sq_dist(j)` computes `‖q − k_j‖²` directly.
 #[inline(always)]
 pub(crate) fn weights<V: Vector>(
@@ -72,14 +77,13 @@ pub(crate) fn weights<V: Vector>(
         let x = V::load(&s[j..]);
         let mut value = match kind {
             Kind::Dot { scale } => x * V::splat(scale),
-            Kind::SqDist { scale } => x.mul_add(V::splat(2.0 * scale), V::load(&kn[j..])),
+            Kind::SqDist { scale } => x.mul_add(V::splat(2.0), V::load(&kn[j..])) * V::splat(scale),
             Kind::LogDist { eps, p } => {
                 let d2 = sq_dist::<V>(x, V::load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
-                let den = V::splat(eps) + pow_dist(d2, p);
                 if linear {
-                    V::splat(1.0) / den
+                    V::splat(1.0) / (V::splat(eps) + pow_dist(d2, p))
                 } else {
-                    V::splat(0.0) - den.ln()
+                    V::splat(0.0) - log_add_exp(V::splat(libm::logf(eps)), ln(d2) * V::splat(0.5 * p))
                 }
             }
         };
@@ -151,7 +155,7 @@ fn sq_dist<V: Vector>(
     let d2 = x.mul_add(V::splat(-2.0), norms);
     let d2 = d2.lt_select(zero, zero, d2);
     let used = if p == 2.0 { d2 + V::splat(eps) } else { d2 };
-    if !used.any_lt(norms * V::splat(0.25)) {
+    if !used.any_lt(norms * V::splat(0.25)) && !norms.any_nonfinite() {
         return d2;
     }
     let mut exact = [0.0f32; 16];
@@ -173,4 +177,23 @@ fn pow_dist<V: Vector>(d2: V, p: f32) -> V {
     } else {
         exp(d2.ln() * V::splat(0.5 * p))
     }
+}
+
+/// `ln x`, also for subnormal `x` (which `wide`'s logarithm sends to `−∞`):
+/// those are scaled by `2¹⁰⁰` first.
+#[inline(always)]
+fn ln<V: Vector>(x: V) -> V {
+    let tiny = V::splat(f32::MIN_POSITIVE);
+    let scaled = x.lt_select(tiny, x * V::splat(f32::from_bits((127 + 100) << 23)), x);
+    let shift = x.lt_select(tiny, V::splat(-100.0 * core::f32::consts::LN_2), V::splat(0.0));
+    scaled.ln() + shift
+}
+
+/// `ln(e^a + e^b)` for `a` not NaN, without overflow: `hi + ln(1 + e^{lo − hi})`.
+/// Equal arguments (both `−∞` included) give `a + ln 2`; a NaN `b` gives NaN.
+#[inline(always)]
+fn log_add_exp<V: Vector>(a: V, b: V) -> V {
+    let (hi, lo) = (a.max(b), a.min(b));
+    let gap = exp(hi.eq_select(lo, V::splat(0.0), lo - hi));
+    b.nan_or(hi + (V::splat(1.0) + gap).ln())
 }
