@@ -19,13 +19,19 @@
 //! tile each row's weights and values cover only its own keys. Rows left over
 //! after the last full micro-block run the same microkernels with one row.
 //!
+//! When the query heads that share a key/value head have at most 8 rows in
+//! all (decoding), packing would cost more than it saves: those rows run
+//! instead as one streaming pass over K and V (decode.rs), with the same
+//! weights and softmax steps.
+//!
 //! Scratch is on the stack and bounded, whatever the shape: the packed tile
 //! (`KT_CAP` floats: 64 KiB with SIMD, 16 KiB without), one micro-block of
-//! scores (`MR × TK` floats, at most 3 KiB), and `QB` row states and norms
-//! (3 KiB); about 70 KiB in all. Tiles are `TK = 128` keys wide for heads of
-//! up to `KT_CAP / 128` columns (128 with SIMD) and 64 keys up to twice that;
-//! a wider head is packed in column chunks, and then a block is a single
-//! micro-block (its scores accumulate over the chunks).
+//! scores (`MR × TK` floats, at most 3 KiB; 4 KiB for a decode pass), and
+//! `QB` row states and norms (6 KiB); about 75 KiB in all. Tiles are
+//! `TK = 128` keys wide for heads of up to `KT_CAP / 128` columns (128 with
+//! SIMD) and 64 keys up to twice that; a wider head is packed in column
+//! chunks, and then a block is a single micro-block (its scores accumulate
+//! over the chunks).
 
 mod decode;
 mod pack;
