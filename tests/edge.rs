@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{check, Case, Reference, Rng, TILED};
+use common::{check, Case, Reference, Rng, SCORERS, TILED};
 use streamattn::{Kernel, Mask, Scorer};
 
 const INF: f32 = f32::INFINITY;
@@ -27,19 +27,6 @@ const INF: f32 = f32::INFINITY;
 fn kernels() -> impl Iterator<Item = Kernel> {
     std::iter::once(Kernel::Scalar).chain(TILED)
 }
-
-/// Every scorer, with default and non-default parameters (the `p = 2`,
-/// `p = 1` and general-power paths of `NegLogDist`, and `eps = 0`).
-const SCORERS: [Scorer; 8] = [
-    Scorer::dot(),
-    Scorer::Dot { scale: Some(0.3) },
-    Scorer::neg_sq_dist(),
-    Scorer::NegSqDist { scale: Some(2.0) },
-    Scorer::neg_log_dist(),
-    Scorer::NegLogDist { eps: 0.0, p: 2.0 },
-    Scorer::NegLogDist { eps: 1e-2, p: 1.0 },
-    Scorer::NegLogDist { eps: 1e-3, p: 3.5 },
-];
 
 /// Whether the f32 result `x` agrees with the reference value `r`: NaN and ±∞
 /// must be reproduced exactly, finite values within `tol`.

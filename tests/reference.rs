@@ -7,19 +7,6 @@ mod common;
 use common::{check, Case, Layout, Rng};
 use streamattn::{Kernel, Mask, Scorer};
 
-fn scorers() -> Vec<Scorer> {
-    vec![
-        Scorer::dot(),
-        Scorer::Dot { scale: Some(0.3) },
-        Scorer::neg_sq_dist(),
-        Scorer::NegSqDist { scale: Some(2.0) },
-        Scorer::neg_log_dist(),
-        Scorer::NegLogDist { eps: 0.0, p: 2.0 },
-        Scorer::NegLogDist { eps: 1e-2, p: 1.0 },
-        Scorer::NegLogDist { eps: 1e-3, p: 3.5 },
-    ]
-}
-
 fn masks(n_q: usize, n_kv: usize) -> Vec<(Mask, Option<usize>)> {
     vec![
         (Mask::None, None),
@@ -50,7 +37,7 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
 fn every_scorer_mask_and_shape() {
     let mut seed = 1;
     for &(n_q, n_kv, d, dv) in SHAPES {
-        for scorer in scorers() {
+        for scorer in common::SCORERS {
             for (mask, key_len) in masks(n_q, n_kv) {
                 seed += 1;
                 let mut case = Case::random(seed, 1, 1, n_q, n_kv, d, dv, scorer).with_mask(mask);
@@ -84,7 +71,7 @@ fn grouped_query_heads_in_every_layout() {
 #[test]
 fn bias_per_head_and_shared() {
     let mut seed = 2000;
-    for scorer in scorers() {
+    for scorer in common::SCORERS {
         for shared in [false, true] {
             seed += 1;
             let case = Case::random(seed, 4, 2, 6, 45, 12, 9, scorer)
@@ -198,7 +185,7 @@ fn fully_masked_rows_and_empty_key_sets() {
         }
     }
     // n_kv = 0: every row is empty.
-    for scorer in scorers() {
+    for scorer in common::SCORERS {
         let case = Case::random(10, 1, 1, 3, 0, 4, 2, scorer);
         for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
             let (out, lse) = case.run(kernel);
@@ -209,7 +196,7 @@ fn fully_masked_rows_and_empty_key_sets() {
 
 #[test]
 fn nan_inputs_reach_exactly_the_rows_they_touch() {
-    for scorer in scorers() {
+    for scorer in common::SCORERS {
         for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
             // NaN in query row 2: only row 2 is NaN.
             let mut case = Case::random(21, 1, 1, 5, 40, 9, 3, scorer).with_mask(Mask::Causal { offset: 10 });

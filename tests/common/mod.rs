@@ -375,6 +375,19 @@ impl Reference {
     }
 }
 
+/// Every scorer, with default and non-default parameters (the `p = 2`,
+/// `p = 1` and general-power paths of `NegLogDist`, and `eps = 0`).
+pub const SCORERS: [Scorer; 8] = [
+    Scorer::dot(),
+    Scorer::Dot { scale: Some(0.3) },
+    Scorer::neg_sq_dist(),
+    Scorer::NegSqDist { scale: Some(2.0) },
+    Scorer::neg_log_dist(),
+    Scorer::NegLogDist { eps: 0.0, p: 2.0 },
+    Scorer::NegLogDist { eps: 1e-2, p: 1.0 },
+    Scorer::NegLogDist { eps: 1e-3, p: 3.5 },
+];
+
 /// Every tiled kernel: the build's own width and each width forced.
 pub const TILED: [Kernel; 5] =
     [Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
