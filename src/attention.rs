@@ -268,6 +268,9 @@ impl<'b> Attention<'b> {
         lse: Option<&mut [f32]>,
     ) -> Result<(), Error> {
         let problem = self.problem(q, k, v, &out.layout, lse.as_deref())?;
+        if problem.q.rows() == 0 {
+            return Ok(()); // nothing to do, however many (empty) heads the views have
+        }
         let (data, layout) = (out.data, &out.layout);
         match self.kernel {
             Kernel::Scalar => scalar::run(&problem, data, layout, lse),

@@ -62,16 +62,19 @@ impl Mask {
     /// The keys `lo..hi` that row `i` sees among the first `key_len` keys
     /// (empty when the row sees none).
     pub fn key_range(&self, i: usize, key_len: usize) -> core::ops::Range<usize> {
+        // In u128 the position `i + offset` and the window's ends never overflow.
+        let (i, n) = (i as u128, key_len as u128);
         let (lo, hi) = match *self {
-            Mask::None => (0, key_len),
-            Mask::Causal { offset } => (0, i.saturating_add(offset).saturating_add(1)),
+            Mask::None => (0, n),
+            Mask::Causal { offset } => (0, i + offset as u128 + 1),
             Mask::Window { offset, left, right } => {
-                let pos = i.saturating_add(offset);
-                (pos.saturating_sub(left), pos.saturating_add(right).saturating_add(1))
+                let pos = i + offset as u128;
+                (pos.saturating_sub(left as u128), pos + right as u128 + 1)
             }
         };
-        let hi = hi.min(key_len);
-        lo.min(hi)..hi
+        let hi = hi.min(n);
+        // Both ends are at most key_len, so they fit in usize.
+        lo.min(hi) as usize..hi as usize
     }
 
     pub(crate) fn check(&self, n_kv: usize) -> Result<(), Error> {

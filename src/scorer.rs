@@ -131,7 +131,9 @@ impl Kind {
 #[inline]
 pub(crate) fn pow_dist(d2: f32, p: f32) -> f32 {
     let d2 = clamp0(d2);
-    if p == 2.0 {
+    if d2 == 0.0 {
+        0.0 // 0^p = 0 for every p > 0, also when p/2 underflows to 0
+    } else if p == 2.0 {
         d2
     } else if p == 1.0 {
         libm::sqrtf(d2)

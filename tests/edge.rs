@@ -955,3 +955,34 @@ fn a_million_keys_with_d_1() {
         check(&case);
     }
 }
+
+/// Inputs the `api` fuzz target found (fuzz/README.md, "Known bugs"), now
+/// fixed: each case failed before its fix.
+#[test]
+fn fuzz_regressions() {
+    // key-range-overflow: i + offset beyond usize::MAX must not saturate early.
+    let m = Mask::Window { offset: 10, left: 20, right: 0 };
+    assert_eq!(m.key_range(usize::MAX, usize::MAX), usize::MAX - 10..usize::MAX);
+    assert_eq!(Mask::Causal { offset: usize::MAX }.key_range(usize::MAX, 7), 0..7);
+    // logdist-tiny-p: p/2 underflows to 0; 0^p is still 0, d^p is 1 elsewhere.
+    // logdist-huge-eps: 1/(eps + d^p) near 2^-128 must not overflow on inversion.
+    for scorer in [
+        Scorer::NegLogDist { eps: 1e-3, p: f32::from_bits(1) },
+        Scorer::NegLogDist { eps: f32::MAX / 2.0, p: 2.0 },
+        Scorer::NegLogDist { eps: 1e30, p: 1.0 },
+    ] {
+        for n_q in [3, 12] {
+            let mut case = Case::random(1700, 1, 1, n_q, 50, 4, 3, scorer);
+            let key = case.krow(0, 7).to_vec();
+            case.q[..4].copy_from_slice(&key); // an exact match in row 0
+            check(&case);
+        }
+    }
+    // heads-loop: n_q = 0 returns at once, however many (empty) heads.
+    let v = streamattn::HeadsRef::new(&[], usize::MAX, 0, 1, 1, 1).unwrap();
+    for kernel in kernels() {
+        let attn = streamattn::Attention::new(Scorer::dot()).kernel(kernel);
+        let o = streamattn::HeadsMut::new(&mut [], usize::MAX, 0, 1, 1, 1).unwrap();
+        assert_eq!(attn.run_heads(v, v, v, o, None), Ok(()));
+    }
+}

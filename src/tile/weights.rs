@@ -11,7 +11,7 @@
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
 //!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
 //!   `8γ_{d+2}` of what is used next: `eps + d²` for `p = 2`, `d²` for other
-//!   powers. Then, with `eps ≥ 1e-30` and no bias, the weight `1/(eps + d^p)`
+//!   powers. Then, with `1e-30 ≤ eps ≤ 1e30` and no bias, the weight `1/(eps + d^p)`
 //!   (`d^p` is `d²`, `√d²`, or `e^{(p/2) ln d²}`, which flushes below about
 //!   `1e-38`, negligible next to `eps`): a reciprocal, no exponential. Otherwise
 //!   the logit `−ln(eps + d^p) + b_j`, computed as
@@ -21,10 +21,11 @@
 //! plus the bias for logits. Then one of two normalisations:
 //!
 //! - log domain: `p_j = e^{s_j − m'}` ([`Running::advance`]);
-//! - linear domain (`NegLogDist`, `eps ≥ 1e-30`, no bias): `p_j = w_j / m'`
+//! - linear domain (`NegLogDist`, `1e-30 ≤ eps ≤ 1e30`, no bias): `p_j = w_j / m'`
 //!   where `m'` is the largest weight ([`Running::advance_linear`]). The
-//!   weights are bounded by `1/eps ≤ 1e30`; with a bias or a smaller `eps`
-//!   they are not, hence the log domain there.
+//!   weights are bounded by `1/eps ≤ 1e30`; with a bias or an `eps` outside
+//!   that range they or their reciprocals may leave the f32 range, hence the
+//!   log domain there.
 //!
 //! Keys outside `[lo, hi)` get weight exactly 0.
 
@@ -46,9 +47,10 @@ pub(crate) struct Row<'a> {
 }
 
 /// Whether rows are normalised in the linear domain: `NegLogDist` with
-/// `eps ≥ 1e-30` and no bias (weights at most `1e30`, far from overflow).
+/// `1e-30 ≤ eps ≤ 1e30` and no bias (weights between `1e-30` and `1e30`
+/// when they matter, and their reciprocals too: far from overflow).
 pub(crate) fn linear(kind: Kind, bias: bool) -> bool {
-    matches!(kind, Kind::LogDist { eps, .. } if eps >= 1e-30) && !bias
+    matches!(kind, Kind::LogDist { eps, .. } if (1e-30..=1e30).contains(&eps)) && !bias
 }
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
@@ -83,7 +85,7 @@ pub(crate) fn weights<V: Vector>(
                 if linear {
                     V::splat(1.0) / (V::splat(eps) + pow_dist(d2, p))
                 } else {
-                    V::splat(0.0) - log_add_exp(V::splat(libm::logf(eps)), ln(d2) * V::splat(0.5 * p))
+                    V::splat(0.0) - log_add_exp(V::splat(libm::logf(eps)), half_p_ln(d2, p))
                 }
             }
         };
@@ -175,8 +177,16 @@ fn pow_dist<V: Vector>(d2: V, p: f32) -> V {
     } else if p == 1.0 {
         d2.sqrt()
     } else {
-        exp(d2.ln() * V::splat(0.5 * p))
+        exp(half_p_ln(d2, p))
     }
+}
+
+/// `ln d^p = (p/2)·ln d²`, with `ln 0^p = −∞` also when `p/2` underflows to 0
+/// (where the product would be `−∞ · 0 = NaN`).
+#[inline(always)]
+fn half_p_ln<V: Vector>(d2: V, p: f32) -> V {
+    let y = ln(d2) * V::splat(0.5 * p);
+    d2.eq_select(V::splat(0.0), V::splat(f32::NEG_INFINITY), y)
 }
 
 /// `ln x`, also for subnormal `x` (which `wide`'s logarithm sends to `−∞`):
