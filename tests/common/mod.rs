@@ -45,7 +45,14 @@
 //!    division: relative errors `γ(2n_i + 3)` of `Σ p_j |v_jc|` and of `l`,
 //!    so `2γ(2n_i + 3) · A_c`.
 //!
-//! Output tolerance: `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + 1e-35`
+//! 4. **Flushed weights**. The vectorised exponential returns 0 for
+//!    arguments below −87.33 (`src/exp.rs`: absolute error under `2⁻¹²⁵`),
+//!    and weights are relative to the row's largest (1), so each of the `n_i`
+//!    weights may lose up to `2⁻¹²⁵`: at most `n_i · 2⁻¹²⁵ · V_c` in column c,
+//!    with `V_c = max_j |v_jc|` over the keys the row sees.
+//!
+//! Output tolerance:
+//! `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + n_i·2⁻¹²⁵·V_c + 1e-35`
 //! (the last term absorbs subnormal underflow of products). Log-sum-exp
 //! tolerance: `Δ_i + E_exp + γ(2n_i + 3) + u·|lse|`, plus for `NegSqDist` the
 //! rounding of the added-back `scale ‖q‖²`, `γ(d+2)·scale·‖q‖²`.
@@ -299,17 +306,19 @@ impl Case {
                 };
                 let wf = (2.0 * delta).exp_m1();
                 for c in 0..dv {
-                    let (mut o, mut a) = (0.0, 0.0);
+                    let (mut o, mut a, mut vmax) = (0.0, 0.0, 0.0f64);
                     for (t, j) in keys.clone().enumerate() {
                         let x = self.vrow(hk, j)[c] as f64;
+                        vmax = vmax.max(x.abs());
                         if w[t] != 0.0 {
                             o += w[t] * x;
                             a += w[t] * x.abs();
                         }
                     }
                     let (o, a) = (o / l, a / l);
+                    let flush = n as f64 * 2f64.powi(-125) * vmax;
                     r.out[row * dv + c] = o;
-                    r.tol[row * dv + c] = wf * (a + o.abs()) + acc * a + 1e-35;
+                    r.tol[row * dv + c] = wf * (a + o.abs()) + acc * a + flush + 1e-35;
                 }
                 let lse = m + l.ln();
                 r.lse[row] = lse;
