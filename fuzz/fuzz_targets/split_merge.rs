@@ -16,7 +16,8 @@
 //! per-column output bounds, `λ` lse bounds.
 //!
 //! - **Leaves.** Each part's result is checked against its own f64 reference
-//!   (`Case::reference()` of the sub-problem) with that file's tolerance, so
+//!   (`Case::reference()` of the sub-problem) with that file's tolerance
+//!   plus the exponential's flush term (`valid::add_flush_term`), so
 //!   `|Õ − O| ≤ t` and `|L̃ − L| ≤ λ` (`L = −∞` exactly for a part with no
 //!   key, with output exactly 0).
 //! - **One merge** of partials `a`, `b` (exact `O_x`, `L_x`, bounds `t_x`,
@@ -33,7 +34,12 @@
 //!   * `fl(ĉ_a Õ_a + ĉ_b Õ_b)` adds `γ(2)(|ĉ_a Õ_a| + |ĉ_b Õ_b|)`, plus
 //!     `2^-140` for products that underflow to subnormals;
 //!
-//!   so `t = Σ_x [(1+κ)c_x t_x + κ c_x |O_x| + γ(2)(1+κ)c_x(|O_x| + t_x)] + 2^-140`.
+//!   * a weight `e^{−|ΔL|}` below `2^-126` is subnormal: its error is
+//!     absolute, `2^-150` from the exponential and again from the division,
+//!     so `2^-149 Σ_x (|O_x| + t_x)` more;
+//!
+//!   so `t = Σ_x [(1+κ)c_x t_x + κ c_x |O_x| + γ(2)(1+κ)c_x(|O_x| + t_x)
+//!   + 2^-149(|O_x| + t_x)] + 2^-140`.
 //!   The lse: `ln Σ e^{L_x}` is 1-Lipschitz in the max norm (inputs:
 //!   `max(λ_a, λ_b)`), the sum `1 + w` has relative error at most ρ
 //!   (`−ln(1 − ρ)` after the log), the log and the addition round by
@@ -50,7 +56,8 @@
 //! - **Tree.** The bounds compose: each node's inputs are within their
 //!   bounds of their exact values, which is all one merge assumes.
 //! - **Whole.** `run_lse` on the whole is within the whole problem's
-//!   reference tolerance of the exact result (also checked). So
+//!   reference tolerance (plus the flush term) of the exact result (also
+//!   checked). So
 //!   `|merged − whole| ≤ t_root + tol_whole` and likewise for the lse
 //!   (`±∞` must match exactly). The exact union is computed twice in f64
 //!   (from the whole reference and through the tree); those differ by f64
@@ -70,6 +77,7 @@ use streamattn::{merge, Attention, Bias, Kernel, MatMut, MatRef};
 const KERNELS: [Kernel; 6] =
     [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
 const TINY: f64 = 7.2e-43; // 2^-140
+const SUB: f64 = 1.401298464324817e-45; // 2^-149
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
@@ -88,41 +96,60 @@ struct Part {
     /// Row took part in a merge of two `+∞` partials: its exact value is the
     /// documented average, not the union.
     averaged: Vec<bool>,
+    /// Row has a NaN score: NaN output and lse (documented for the
+    /// kernels and for `merge`); no exact value is tracked.
+    nan: Vec<bool>,
     what: String,
 }
 
 fn run(u: &mut Unstructured) -> Result<()> {
+    // The split first (the case's data may use up the rest of the input):
+    // keys used as a fraction of the cache, cut points as fractions of that
+    // (0 and n often), kernels, and the merge order.
+    let used = if valid::one_in(u, 3)? { Some(u.int_in_range(0u16..=256)?) } else { None };
+    let key_len_given = valid::one_in(u, 2)?;
+    let cuts: Vec<(u8, u16)> = (0..u.int_in_range(1u8..=3)?)
+        .map(|_| Ok((u.int_in_range(0u8..=3)?, u.arbitrary()?)))
+        .collect::<Result<_>>()?;
+    let whole_kernel = *u.choose(&KERNELS)?;
+    let part_kernel = *u.choose(&KERNELS)?;
+    let order: Vec<(u8, u8)> = (0..3).map(|_| Ok((u.arbitrary()?, u.arbitrary()?))).collect::<Result<_>>()?;
+
     let opts = valid::Opts { multi_head: false, masks: false, budget: 1 << 21 };
     let Some(mut case) = valid::case(u, opts)? else { return Ok(()) };
     let (n_q, n_kv, d, dv) = (case.n_q, case.n_kv, case.d, case.dv);
     // Keys used: all, or a prefix of the cache (the rest is padding).
-    let n = if u.ratio(1u8, 3u8)? { u.int_in_range(0..=n_kv)? } else { n_kv };
-    case.key_len = if n < n_kv || u.ratio(1u8, 2u8)? { Some(n) } else { None };
-    let mut cuts: Vec<usize> = (0..u.int_in_range(1u8..=3)?)
-        .map(|_| {
-            Ok(match u.int_in_range(0u8..=3)? {
-                0 => 0,
-                1 => n,
-                _ => u.int_in_range(0..=n)?,
-            })
+    let n = used.map_or(n_kv, |f| n_kv * f as usize / 256);
+    case.key_len = if n < n_kv || key_len_given { Some(n) } else { None };
+    let mut cuts: Vec<usize> = cuts
+        .into_iter()
+        .map(|(kind, f)| match kind {
+            0 => 0,
+            1 => n,
+            _ => n * f as usize / 65535,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     cuts.sort_unstable();
     let mut bounds = vec![0];
     bounds.extend(cuts);
     bounds.push(n);
-    let whole_kernel = *u.choose(&KERNELS)?;
-    let part_kernel = *u.choose(&KERNELS)?;
 
     let qp = Strided::pack(&case.q, 1, n_q, d, case.layout);
     let kp = Strided::pack(&case.k, 1, n_kv, d, case.layout);
     let vp = Strided::pack(&case.v, 1, n_kv, dv, case.layout);
     let q = qp.view().head(0);
 
-    // The whole, with run_lse over the cache and key_len(n).
-    let rw = case.reference();
+    // The whole, with run_lse over the cache and key_len(n). Rows with a NaN
+    // score (`eps = 0` exact match under a `−∞` bias, see `differential`)
+    // must be NaN; they are set aside for the reference comparison.
+    let mut rw = case.reference();
+    valid::add_flush_term(&case, &mut rw);
+    let nan_whole = valid::nan_rows(&case);
+    valid::neutralise_reference(&mut rw, &nan_whole, dv);
     let (wo, wl) = run_range(&case, &kp, &vp, 0, n_kv, Some(n), whole_kernel, q);
-    rw.assert_close(&wo, &wl, 1.0, &format!("whole ({whole_kernel:?}) vs f64"));
+    let (mut wo_n, mut wl_n) = (wo.clone(), wl.clone());
+    valid::neutralise(&mut wo_n, &mut wl_n, &nan_whole, dv, "whole");
+    rw.assert_close(&wo_n, &wl_n, 1.0, &format!("whole ({whole_kernel:?}) vs f64"));
 
     // The parts, each checked against its own reference.
     let mut parts: Vec<Part> = bounds
@@ -130,10 +157,22 @@ fn run(u: &mut Unstructured) -> Result<()> {
         .map(|w| {
             let (lo, hi) = (w[0], w[1]);
             let sub = sub_case(&case, lo, hi);
-            let r: Reference = sub.reference();
+            let mut r: Reference = sub.reference();
+            valid::add_flush_term(&sub, &mut r);
+            let nan_rows = valid::nan_rows(&sub);
+            valid::neutralise_reference(&mut r, &nan_rows, dv);
             let (out, lse) = run_range(&case, &kp, &vp, lo, hi, Some(hi - lo), part_kernel, q);
             let what = format!("keys {lo}..{hi}");
-            r.assert_close(&out, &lse, 1.0, &format!("part {what} ({part_kernel:?}) vs its f64 reference"));
+            let (mut out_n, mut lse_n) = (out.clone(), lse.clone());
+            valid::neutralise(&mut out_n, &mut lse_n, &nan_rows, dv, &what);
+            r.assert_close(
+                &out_n,
+                &lse_n,
+                1.0,
+                &format!("part {what} ({part_kernel:?}) vs its f64 reference"),
+            );
+            let mut nan = vec![false; n_q];
+            nan_rows.iter().for_each(|&i| nan[i] = true);
             Part {
                 out,
                 lse,
@@ -142,16 +181,20 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 tol: r.tol,
                 lse_tol: r.lse_tol,
                 averaged: vec![false; n_q],
+                nan,
                 what,
             }
         })
         .collect();
 
     // Merge in a fuzz-chosen order: pick two, merge one into the other.
-    while parts.len() > 1 {
-        let a = u.int_in_range(0..=parts.len() - 1)?;
+    for &(x, y) in &order {
+        if parts.len() < 2 {
+            break;
+        }
+        let a = x as usize % parts.len();
         let b = {
-            let b = u.int_in_range(0..=parts.len() - 2)?;
+            let b = y as usize % (parts.len() - 1);
             if b >= a {
                 b + 1
             } else {
@@ -176,6 +219,17 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let wo64: Vec<f64> = wo.iter().map(|&x| x as f64).collect();
     let zeros = vec![0.0; n_q * dv];
     for i in 0..n_q {
+        if m.nan[i] || nan_whole.contains(&i) {
+            let row = &m.out[i * dv..(i + 1) * dv];
+            assert!(
+                m.nan[i] && nan_whole.contains(&i) && row.iter().all(|x| x.is_nan()) && m.lse[i].is_nan(),
+                "{ctx}: row {i} has a NaN score (whole: {}, parts: {}) but merged {row:?}, lse {}",
+                nan_whole.contains(&i),
+                m.nan[i],
+                m.lse[i]
+            );
+            continue;
+        }
         let (target, target_tol, target_lse, target_lse_tol, vs) = if m.averaged[i] {
             // Two +inf partials met: compare to the documented average.
             (&m.exact, &zeros, m.exact_lse[i], 0.0, "documented +inf average")
@@ -198,7 +252,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
         } else {
             (x - y).abs() <= m.lse_tol[i] + target_lse_tol + 1e-12 * y.abs()
         };
-        assert!(ok, "{ctx}: row {i}: merged lse {x:e} vs {vs} {y:e}, bound {:e}", m.lse_tol[i] + target_lse_tol);
+        assert!(
+            ok,
+            "{ctx}: row {i}: merged lse {x:e} vs {vs} {y:e}, bound {:e}",
+            m.lse_tol[i] + target_lse_tol
+        );
     }
     Ok(())
 }
@@ -226,7 +284,8 @@ fn run_range<'a>(
         att = att.key_len(n);
     }
     if let Some(b) = &case.bias {
-        att = att.bias(Bias::new(&b[lo.min(b.len())..], case.n_q, rows, case.n_kv, 0).expect("bias sub-view"));
+        att =
+            att.bias(Bias::new(&b[lo.min(b.len())..], case.n_q, rows, case.n_kv, 0).expect("bias sub-view"));
     }
     let mut out = vec![f32::NAN; case.n_q * case.dv];
     let mut lse = vec![f32::NAN; case.n_q];
@@ -242,7 +301,13 @@ fn sub_case(case: &Case, lo: usize, hi: usize) -> Case {
     s.key_len = None;
     s.k = case.k[lo * case.d..hi * case.d].to_vec();
     s.v = case.v[lo * case.dv..hi * case.dv].to_vec();
-    s.bias = case.bias.as_ref().map(|b| b.chunks(case.n_kv).flat_map(|row| row[lo..hi].to_vec()).collect());
+    s.bias = case.bias.as_ref().map(|b| {
+        if case.n_kv == 0 {
+            vec![]
+        } else {
+            b.chunks(case.n_kv).flat_map(|row| row[lo..hi].to_vec()).collect()
+        }
+    });
     s
 }
 
@@ -260,6 +325,10 @@ fn merge_into(a: &mut Part, b: &Part, n_q: usize, dv: usize) {
     a.what = format!("({} <- {})", before.what, b.what);
     for i in 0..n_q {
         let cols = i * dv..(i + 1) * dv;
+        if before.nan[i] || b.nan[i] {
+            a.nan[i] = true;
+            continue;
+        }
         let (la, lb) = (before.exact_lse[i], b.exact_lse[i]);
         let (inf, ninf) = (f64::INFINITY, f64::NEG_INFINITY);
         let take = |a: &mut Part, src: &Part| {
@@ -294,7 +363,8 @@ fn merge_into(a: &mut Part, b: &Part, n_q: usize, dv: usize) {
                 };
                 let (oa, ob) = (before.exact[c], b.exact[c]);
                 a.exact[c] = ca * oa + cb * ob;
-                a.tol[c] = term(ca, oa, before.tol[c]) + term(cb, ob, b.tol[c]) + TINY;
+                let sub = SUB * (oa.abs() + before.tol[c] + ob.abs() + b.tol[c]);
+                a.tol[c] = term(ca, oa, before.tol[c]) + term(cb, ob, b.tol[c]) + sub + TINY;
             }
             let big_l = la.max(lb) + (-(la - lb).abs()).exp().ln_1p();
             a.exact_lse[i] = big_l;

@@ -20,7 +20,7 @@
 //! repeated keys, near-matches one grid step apart, zero rows, constant
 //! tensors, sparse tensors, rows scaled up or down, fully `−∞` bias rows.
 
-use crate::common::{Case, Layout, Rng};
+use crate::common::{Case, Layout, Reference, Rng};
 use arbitrary::{Result, Unstructured};
 use streamattn::{Mask, Scorer};
 
@@ -62,18 +62,36 @@ pub fn dim(u: &mut Unstructured, lo: usize, hi: usize) -> Result<usize> {
     })
 }
 
+/// True one time in `n` (false on an exhausted input, which reads as zeros:
+/// `Unstructured::ratio` would say true there).
+pub fn one_in(u: &mut Unstructured, n: u8) -> Result<bool> {
+    Ok(u.int_in_range(0..=n - 1)? == n - 1)
+}
+
 fn pow2(e: i32) -> f32 {
     (e as f32).exp2()
 }
 
-/// A tensor of `n` grid values; returns it and its grid exponent.
-fn tensor(u: &mut Unstructured, rng: &mut Rng, n: usize, e_lo: i32, e_hi: i32) -> Result<(Vec<f32>, i32)> {
+/// How a tensor is filled: grid exponent, integer range, mode.
+#[derive(Clone, Copy)]
+struct Fill {
+    e: i32,
+    range: i32,
+    mode: u8,
+}
+
+fn fill(u: &mut Unstructured, e_lo: i32, e_hi: i32) -> Result<Fill> {
     let e = if u.ratio(2u8, 3u8)? { u.int_in_range(-6i32..=0)? } else { u.int_in_range(e_lo..=e_hi)? };
-    let range: i32 = *u.choose(&[1, 3, 15, 127, 1023])?;
-    let g = pow2(e);
-    let mut rand = |rng: &mut Rng| (rng.below(2 * range as usize + 1) as i32 - range) as f32 * g;
-    let mode = u.int_in_range(0u8..=5)?;
-    let v = match mode {
+    let range: i32 = *u.choose(&[15, 1, 3, 127, 1023])?;
+    Ok(Fill { e, range, mode: u.int_in_range(0u8..=5)? })
+}
+
+/// `n` grid values `k · 2^e`, `|k| ≤ range`. Decoded last, so the
+/// from-the-input mode can use whatever bytes remain.
+fn tensor(u: &mut Unstructured, rng: &mut Rng, n: usize, f: Fill) -> Result<Vec<f32>> {
+    let (range, g) = (f.range, pow2(f.e));
+    let rand = |rng: &mut Rng| (rng.below(2 * range as usize + 1) as i32 - range) as f32 * g;
+    Ok(match f.mode {
         // Uniform integers from the generator.
         0 | 1 => (0..n).map(|_| rand(rng)).collect(),
         // One constant.
@@ -90,8 +108,7 @@ fn tensor(u: &mut Unstructured, rng: &mut Rng, n: usize, e_lo: i32, e_hi: i32) -
             v
         }
         _ => vec![0.0; n],
-    };
-    Ok((v, e))
+    })
 }
 
 fn scale(u: &mut Unstructured) -> Result<Option<f32>> {
@@ -159,10 +176,10 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
         if opts.multi_head { (u.int_in_range(1..=2)?, u.int_in_range(1..=3)?) } else { (1, 1) };
     let heads = kv_heads * group;
     let mut n_q = dim(u, 0, 64)?;
-    if u.ratio(1u8, 16u8)? {
+    if one_in(u, 16)? {
         n_q = 0;
     }
-    let n_kv = if u.ratio(1u8, 16u8)? { 0 } else { dim(u, 1, 300)? };
+    let n_kv = if one_in(u, 16)? { 0 } else { dim(u, 1, 300)? };
     let d = dim(u, 1, 300)?;
     let dv = dim(u, 1, 64)?;
     let work = |n_q: usize| heads * n_q * n_kv * (d + dv);
@@ -172,7 +189,7 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
     let scorer = scorer(u)?;
     let (mask, key_len) = if opts.masks {
         let m = mask(u, n_q, n_kv)?;
-        let kl = if u.ratio(1u8, 3u8)? { Some(u.int_in_range(0..=n_kv)?) } else { None };
+        let kl = if one_in(u, 3)? { Some(u.int_in_range(0..=n_kv)?) } else { None };
         (m, kl)
     } else {
         (Mask::None, None)
@@ -182,31 +199,43 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
         1 => Layout::SeqMajor,
         _ => Layout::Padded(u.int_in_range(1..=5)?),
     };
-    let (mut q, eq) = tensor(u, &mut rng, heads * n_q * d, -24, 12)?;
-    let (mut k, ek) = tensor(u, &mut rng, kv_heads * n_kv * d, -24, 12)?;
-    let (mut v, _) = tensor(u, &mut rng, kv_heads * n_kv * dv, -24, 10)?;
+    // Every discrete choice first (an exhausted input reads as zeros, which
+    // must not always pick the same rare option), the bulk data last.
+    let bias_mode = if one_in(u, 3)? { Some((u.ratio(1u8, 2u8)?, u.int_in_range(0u8..=5)?)) } else { None };
+    let (fq, fk, fv) = (fill(u, -24, 12)?, fill(u, -24, 12)?, fill(u, -24, 10)?);
+    let fb = fill(u, -8, 5)?;
+    let mut edits = Vec::new();
+    for _ in 0..u.int_in_range(0u8..=8)? {
+        let h = u.int_in_range(0..=heads - 1)?;
+        let i = if n_q > 0 { u.int_in_range(0..=n_q - 1)? } else { 0 };
+        let j = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
+        let j2 = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
+        let c = u.int_in_range(0..=d - 1)?;
+        let s = u.int_in_range(-6i32..=6)?;
+        edits.push((u.int_in_range(0u8..=8)?, h, i, j, j2, c, s));
+    }
+    let mut q = tensor(u, &mut rng, heads * n_q * d, fq)?;
+    let mut k = tensor(u, &mut rng, kv_heads * n_kv * d, fk)?;
+    let mut v = tensor(u, &mut rng, kv_heads * n_kv * dv, fv)?;
+    let (eq, ek) = (fq.e, fk.e);
     let mut e_min = eq.min(ek);
 
     // Structural edits.
     let qrow = |h: usize, i: usize| (h * n_q + i) * d;
     let krow = |h: usize, j: usize| (h * n_kv + j) * d;
     let vrow = |h: usize, j: usize| (h * n_kv + j) * dv;
-    for _ in 0..u.int_in_range(0u8..=8)? {
-        let h = u.int_in_range(0..=heads - 1)?;
+    for (op, h, i, j, j2, c, s) in edits {
         let hk = h / group;
-        let i = if n_q > 0 { u.int_in_range(0..=n_q - 1)? } else { 0 };
-        let j = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
-        let j2 = if n_kv > 0 { u.int_in_range(0..=n_kv - 1)? } else { 0 };
-        match u.int_in_range(0u8..=8)? {
+        match op {
             // A query equal to a key.
             0 | 1 if n_q > 0 && n_kv > 0 => {
                 let src = k[krow(hk, j)..][..d].to_vec();
                 q[qrow(h, i)..][..d].copy_from_slice(&src);
             }
-            // A repeated key (with or without its value).
+            // A repeated key (with its value when s is even).
             2 if n_kv > 0 => {
                 k.copy_within(krow(hk, j)..krow(hk, j) + d, krow(hk, j2));
-                if u.ratio(1u8, 2u8)? {
+                if s % 2 == 0 {
                     v.copy_within(vrow(hk, j)..vrow(hk, j) + dv, vrow(hk, j2));
                 }
             }
@@ -222,19 +251,16 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
             5 if n_q > 0 && n_kv > 0 => {
                 let src = q[qrow(h, i)..][..d].to_vec();
                 k[krow(hk, j)..][..d].copy_from_slice(&src);
-                let c = u.int_in_range(0..=d - 1)?;
                 k[krow(hk, j) + c] += pow2(e_min);
             }
             // A key scaled by a power of two (exact), up or down.
             6 if n_kv > 0 => {
-                let s = u.int_in_range(-6i32..=6)?;
                 k[krow(hk, j)..][..d].iter_mut().for_each(|x| *x *= pow2(s));
                 e_min = e_min.min(ek + s);
             }
             // A value row scaled up.
             7 if n_kv > 0 => {
-                let s = pow2(u.int_in_range(0i32..=10)?);
-                v[vrow(hk, j)..][..dv].iter_mut().for_each(|x| *x *= s);
+                v[vrow(hk, j)..][..dv].iter_mut().for_each(|x| *x *= pow2(s.abs() * 2));
             }
             // An anti-match: q = −k.
             8 if n_q > 0 && n_kv > 0 => {
@@ -294,12 +320,11 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
         key_len,
         layout,
     };
-    if u.ratio(1u8, 3u8)? {
-        let shared = u.ratio(1u8, 2u8)?;
+    if let Some((shared, mode)) = bias_mode {
         let bh = if shared { 1 } else { heads };
-        let (mut b, _) = tensor(u, &mut rng, bh * n_q * n_kv, -8, 5)?;
+        let mut b = tensor(u, &mut rng, bh * n_q * n_kv, fb)?;
         let neg = f32::NEG_INFINITY;
-        match u.int_in_range(0u8..=5)? {
+        match mode {
             0 => {}
             1 => b.iter_mut().for_each(|x| {
                 if rng.below(8) == 0 {
@@ -337,4 +362,84 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
         case.bias_shared = shared;
     }
     Ok(Some(case))
+}
+
+/// Rows `h * n_q + i` with a visible key whose score is NaN: `NegLogDist`
+/// with `eps = 0`, the query equal to the key (logit `+∞`), bias `−∞`.
+pub fn nan_rows(case: &Case) -> Vec<usize> {
+    let Scorer::NegLogDist { eps, .. } = case.scorer else { return vec![] };
+    if eps != 0.0 || case.bias.is_none() {
+        return vec![];
+    }
+    let mut rows = vec![];
+    for h in 0..case.heads {
+        for i in 0..case.n_q {
+            let q = case.qrow(h, i);
+            let nan = case
+                .mask
+                .key_range(i, case.key_len())
+                .any(|j| case.bias_at(h, i, j) == f32::NEG_INFINITY && case.krow(h / case.group(), j) == q);
+            if nan {
+                rows.push(h * case.n_q + i);
+            }
+        }
+    }
+    rows
+}
+
+/// Asserts that the `nan_rows` of a result are NaN (every output and the
+/// lse), then overwrites them with the no-key values (0, `−∞`) that
+/// [`neutralise_reference`] gives the reference, so that
+/// `Reference::assert_close` can compare the other rows.
+pub fn neutralise(out: &mut [f32], lse: &mut [f32], nan_rows: &[usize], dv: usize, what: &str) {
+    for &row in nan_rows {
+        let o = &mut out[row * dv..(row + 1) * dv];
+        assert!(
+            o.iter().all(|x| x.is_nan()) && lse[row].is_nan(),
+            "{what}: row {row} has a NaN score (+inf logit, -inf bias) but out = {o:?}, lse = {}",
+            lse[row]
+        );
+        o.fill(0.0);
+        lse[row] = f32::NEG_INFINITY;
+    }
+}
+
+/// The reference side of [`neutralise`]: output 0 with tolerance 0, lse `−∞`.
+pub fn neutralise_reference(r: &mut Reference, nan_rows: &[usize], dv: usize) {
+    for &row in nan_rows {
+        r.out[row * dv..(row + 1) * dv].fill(0.0);
+        r.tol[row * dv..(row + 1) * dv].fill(0.0);
+        r.lse[row] = f64::NEG_INFINITY;
+    }
+}
+
+/// The one term `tests/common/mod.rs`'s tolerance leaves out, added to a
+/// reference in place (`r.tol`): the tiled kernels' exponential flushes
+/// weights `e^{s_j − m}` below `e^{−87.33}` to 0, an absolute (not relative)
+/// error under `2^-125` per weight (documented in `src/exp.rs`). The row's
+/// largest weight is exactly 1, so `l ≥ 1`, and `O = Σ p_j v_j / Σ p_j`
+/// moves by at most `2^-125 · Σ_j (|v_jc| + |O_c|) ≤ 2^-125 · n_i ·
+/// (max_j |v_jc| + |O_c|)`. The reference's own `1e-35` absorbs this only
+/// while `n_i · max |v| ≲ 400`; the fuzzers' values reach `2^20`.
+pub fn add_flush_term(case: &Case, r: &mut Reference) {
+    const FLUSH: f64 = 2.350988701644575e-38; // 2^-125
+    let dv = case.dv;
+    for h in 0..case.heads {
+        for i in 0..case.n_q {
+            let row = h * case.n_q + i;
+            let keys = case.mask.key_range(i, case.key_len());
+            if r.lse[row] == f64::NEG_INFINITY || keys.is_empty() {
+                continue; // no key: exact 0, tolerance 0
+            }
+            let n = keys.len() as f64;
+            for c in 0..dv {
+                let vmax = keys
+                    .clone()
+                    .map(|j| (case.vrow(h / case.group(), j)[c] as f64).abs())
+                    .fold(0.0, f64::max);
+                let idx = row * dv + c;
+                r.tol[idx] += FLUSH * n * (vmax + r.out[idx].abs());
+            }
+        }
+    }
 }
