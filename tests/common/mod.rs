@@ -47,12 +47,13 @@
 //!
 //! 4. **Flushed weights**. The vectorised exponential returns 0 for
 //!    arguments below −87.33 (`src/exp.rs`: absolute error under `2⁻¹²⁵`),
-//!    and weights are relative to the row's largest (1), so each of the `n_i`
-//!    weights may lose up to `2⁻¹²⁵`: at most `n_i · 2⁻¹²⁵ · V_c` in column c,
-//!    with `V_c = max_j |v_jc|` over the keys the row sees.
+//!    and weights are relative to the row's largest (1, so `l ≥ 1`): each of
+//!    the `n_i` weights may lose up to `2⁻¹²⁵`, which moves `O_c` by at most
+//!    `2⁻¹²⁵ Σ_j |v_jc − O_c| ≤ n_i · 2⁻¹²⁵ · (V_c + |O_c|)`, with
+//!    `V_c = max_j |v_jc|` over the keys the row sees.
 //!
 //! Output tolerance:
-//! `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + n_i·2⁻¹²⁵·V_c + 1e-35`
+//! `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + n_i·2⁻¹²⁵·(V_c + |O_c|) + 1e-35`
 //! (the last term absorbs subnormal underflow of products). Log-sum-exp
 //! tolerance: `Δ_i + E_exp + γ(2n_i + 3) + u·|lse|`, plus for `NegSqDist` the
 //! rounding of the added-back `scale ‖q‖²`, `γ(d+2)·scale·‖q‖²`.
@@ -316,7 +317,7 @@ impl Case {
                         }
                     }
                     let (o, a) = (o / l, a / l);
-                    let flush = n as f64 * 2f64.powi(-125) * vmax;
+                    let flush = n as f64 * 2f64.powi(-125) * (vmax + o.abs());
                     r.out[row * dv + c] = o;
                     r.tol[row * dv + c] = wf * (a + o.abs()) + acc * a + flush + 1e-35;
                 }
