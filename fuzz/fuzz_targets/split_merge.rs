@@ -16,8 +16,7 @@
 //! per-column output bounds, `λ` lse bounds.
 //!
 //! - **Leaves.** Each part's result is checked against its own f64 reference
-//!   (`Case::reference()` of the sub-problem) with that file's tolerance
-//!   plus the exponential's flush term (`valid::add_flush_term`), so
+//!   (`Case::reference()` of the sub-problem) with that file's tolerance, so
 //!   `|Õ − O| ≤ t` and `|L̃ − L| ≤ λ` (`L = −∞` exactly for a part with no
 //!   key, with output exactly 0).
 //! - **One merge** of partials `a`, `b` (exact `O_x`, `L_x`, bounds `t_x`,
@@ -56,8 +55,7 @@
 //! - **Tree.** The bounds compose: each node's inputs are within their
 //!   bounds of their exact values, which is all one merge assumes.
 //! - **Whole.** `run_lse` on the whole is within the whole problem's
-//!   reference tolerance (plus the flush term) of the exact result (also
-//!   checked). So
+//!   reference tolerance of the exact result (also checked). So
 //!   `|merged − whole| ≤ t_root + tol_whole` and likewise for the lse
 //!   (`±∞` must match exactly). The exact union is computed twice in f64
 //!   (from the whole reference and through the tree); those differ by f64
@@ -143,7 +141,6 @@ fn run(u: &mut Unstructured) -> Result<()> {
     // score (`eps = 0` exact match under a `−∞` bias, see `differential`)
     // must be NaN; they are set aside for the reference comparison.
     let mut rw = case.reference();
-    valid::add_flush_term(&case, &mut rw);
     let nan_whole = valid::nan_rows(&case);
     valid::neutralise_reference(&mut rw, &nan_whole, dv);
     let (wo, wl) = run_range(&case, &kp, &vp, 0, n_kv, Some(n), whole_kernel, q);
@@ -158,7 +155,6 @@ fn run(u: &mut Unstructured) -> Result<()> {
             let (lo, hi) = (w[0], w[1]);
             let sub = sub_case(&case, lo, hi);
             let mut r: Reference = sub.reference();
-            valid::add_flush_term(&sub, &mut r);
             let nan_rows = valid::nan_rows(&sub);
             valid::neutralise_reference(&mut r, &nan_rows, dv);
             let (out, lse) = run_range(&case, &kp, &vp, lo, hi, Some(hi - lo), part_kernel, q);

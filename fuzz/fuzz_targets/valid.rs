@@ -412,34 +412,3 @@ pub fn neutralise_reference(r: &mut Reference, nan_rows: &[usize], dv: usize) {
         r.lse[row] = f64::NEG_INFINITY;
     }
 }
-
-/// The one term `tests/common/mod.rs`'s tolerance leaves out, added to a
-/// reference in place (`r.tol`): the tiled kernels' exponential flushes
-/// weights `e^{s_j − m}` below `e^{−87.33}` to 0, an absolute (not relative)
-/// error under `2^-125` per weight (documented in `src/exp.rs`). The row's
-/// largest weight is exactly 1, so `l ≥ 1`, and `O = Σ p_j v_j / Σ p_j`
-/// moves by at most `2^-125 · Σ_j (|v_jc| + |O_c|) ≤ 2^-125 · n_i ·
-/// (max_j |v_jc| + |O_c|)`. The reference's own `1e-35` absorbs this only
-/// while `n_i · max |v| ≲ 400`; the fuzzers' values reach `2^20`.
-pub fn add_flush_term(case: &Case, r: &mut Reference) {
-    const FLUSH: f64 = 2.350988701644575e-38; // 2^-125
-    let dv = case.dv;
-    for h in 0..case.heads {
-        for i in 0..case.n_q {
-            let row = h * case.n_q + i;
-            let keys = case.mask.key_range(i, case.key_len());
-            if r.lse[row] == f64::NEG_INFINITY || keys.is_empty() {
-                continue; // no key: exact 0, tolerance 0
-            }
-            let n = keys.len() as f64;
-            for c in 0..dv {
-                let vmax = keys
-                    .clone()
-                    .map(|j| (case.vrow(h / case.group(), j)[c] as f64).abs())
-                    .fold(0.0, f64::max);
-                let idx = row * dv + c;
-                r.tol[idx] += FLUSH * n * (vmax + r.out[idx].abs());
-            }
-        }
-    }
-}
