@@ -606,6 +606,11 @@ fn run_part(
     Ok((out, lse))
 }
 
+/// `2^-149`, the spacing of f32 subnormals.
+const SUBNORMAL: f64 = 1.401298464324817e-45;
+/// `2^-140`: rounding of products in the subnormal range (as in the fuzz target).
+const UNDERFLOW: f64 = 7.174648137343064e-43;
+
 /// Bound on |merged − exact| for one row, from the partial results' reference
 /// tolerances and the rounding of the merge. Returns the per-column output
 /// bounds and the lse bound.
@@ -621,9 +626,14 @@ fn run_part(
 ///   exponential by `E_EXP` (relative), the sum and the division by `u` each,
 ///   so `ĉ_x = c̃_x (1 + θ)`, `|θ| <= ρ = e^{u|ΔL̃| + E_EXP}(1 + u)² − 1`.
 ///   Together `|ĉ_x − c_x| <= κ c_x`, `κ = (1 + ρ) e^{λ} − 1`.
-/// - `fl(ĉ_a Õ_a + ĉ_b Õ_b)` adds `γ(2)(|ĉ_a Õ_a| + |ĉ_b Õ_b|)`.
+/// - `fl(ĉ_a Õ_a + ĉ_b Õ_b)` adds `γ(2)(|ĉ_a Õ_a| + |ĉ_b Õ_b|)`, plus
+///   `2^-140` for products that round in the subnormal range.
+/// - A weight `e^{−|ΔL̃|}` below `2^-126` (an lse gap above ~87) is subnormal:
+///   its error is absolute, `2^-150` from the exponential and again from the
+///   division, so `2^-149 Σ_x (|O_x| + t_x)` more.
 ///
-/// So `|Ô − O| <= Σ_x [ (1+κ) c_x t_x + κ c_x |O_x| + γ(2)(1+κ) c_x (|O_x| + t_x) ]`.
+/// So `|Ô − O| <= Σ_x [ (1+κ) c_x t_x + κ c_x |O_x| + γ(2)(1+κ) c_x (|O_x| + t_x)
+/// + 2^-149 (|O_x| + t_x) ] + 2^-140`.
 ///
 /// The lse: `ln Σ e^{L_x}` is 1-Lipschitz in the max norm, so the inputs
 /// contribute `max(λ_a, λ_b)`; the sum `1 + w` has relative error at most ρ,
@@ -655,9 +665,12 @@ fn merge_bound(ra: &Reference, rb: &Reference, la: f32, lb: f32, row: usize, dv:
     let out = cols
         .map(|i| {
             let term = |c: f64, o: f64, t: f64| {
-                (1.0 + kappa) * c * t + kappa * c * o.abs() + gamma(2) * (1.0 + kappa) * c * (o.abs() + t)
+                (1.0 + kappa) * c * t
+                    + kappa * c * o.abs()
+                    + gamma(2) * (1.0 + kappa) * c * (o.abs() + t)
+                    + SUBNORMAL * (o.abs() + t)
             };
-            term(ca, ra.out[i], ra.tol[i]) + term(cb, rb.out[i], rb.tol[i])
+            term(ca, ra.out[i], ra.tol[i]) + term(cb, rb.out[i], rb.tol[i]) + UNDERFLOW
         })
         .collect();
     let big_l = big_la.max(big_lb) + (-(big_la - big_lb).abs()).exp().ln_1p();
