@@ -22,11 +22,11 @@ use crate::{scalar, tile, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Score
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Bias<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    head_stride: usize,
+    pub(crate) data: &'a [f32],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) head_stride: usize,
 }
 
 impl<'a> Bias<'a> {
@@ -125,11 +125,11 @@ impl<'a> Bias<'a> {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Attention<'b> {
-    scorer: Scorer,
-    mask: Mask,
-    key_len: Option<usize>,
-    bias: Option<Bias<'b>>,
-    kernel: Kernel,
+    pub(crate) scorer: Scorer,
+    pub(crate) mask: Mask,
+    pub(crate) key_len: Option<usize>,
+    pub(crate) bias: Option<Bias<'b>>,
+    pub(crate) kernel: Kernel,
 }
 
 /// Which implementation computes the result. Both compute the same function;
@@ -284,7 +284,7 @@ impl<'b> Attention<'b> {
     }
 
     /// Checks every argument against the others.
-    fn problem<'a>(
+    pub(crate) fn problem<'a>(
         &self,
         q: HeadsRef<'a>,
         k: HeadsRef<'a>,
