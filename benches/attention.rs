@@ -5,7 +5,9 @@
 //! Throughput is reported as elements = floating-point operations, counted as
 //! `4 · n_q · n_kv · d` per head (halved for causal), so criterion's
 //! `Gelem/s` reads as GFLOP/s. Decode shapes count bytes of K and V read, so
-//! `GiB/s` is read bandwidth.
+//! `GiB/s` is read bandwidth. `Additive` (with `h = d`) is counted the same
+//! way, so its figures compare directly with the others as throughput; its
+//! real work per pair is `h` tangents, not `2d` multiply-adds.
 //!
 //! Run: `cargo bench --bench attention` (about 6 minutes), or a subset:
 //! `cargo bench --bench attention -- prefill-1k-d64`. Set `STREAMATTN_BENCH_QUICK=1`
@@ -40,8 +42,16 @@ const QUICK: &[Shape] = &[
     Shape { name: "quick-decode-4k", heads: 4, kv_heads: 2, n_q: 1, n_kv: 4096, d: 64, causal: false },
 ];
 
-fn scorers() -> [(&'static str, Scorer); 3] {
-    [("dot", Scorer::dot()), ("sqdist", Scorer::neg_sq_dist()), ("logdist", Scorer::neg_log_dist())]
+/// Every scorer with its default parameters; `Additive` with `h = d` and
+/// output weights drawn in `[−1, 1)/√d` (so `q`, `k` act as the projections).
+fn scorers(d: usize) -> [(&'static str, Scorer<'static>); 4] {
+    let w: Vec<f32> = data(d, 4).iter().map(|x| x / (d as f32).sqrt()).collect();
+    [
+        ("dot", Scorer::dot()),
+        ("sqdist", Scorer::neg_sq_dist()),
+        ("logdist", Scorer::neg_log_dist()),
+        ("additive", Scorer::additive(w.leak())),
+    ]
 }
 
 /// Deterministic data in [-1, 1).
@@ -216,7 +226,7 @@ fn bench(c: &mut Criterion) {
         let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
         g.throughput(throughput(s, s.heads));
         let mut b = Buffers::new(s, s.heads);
-        for (name, scorer) in scorers() {
+        for (name, scorer) in scorers(s.d) {
             let attn = Attention::new(scorer).mask(mask);
             g.bench_function(BenchmarkId::new(name, "tiled"), |bench| {
                 bench.iter(|| b.run(s, s.heads, &attn))
@@ -227,7 +237,7 @@ fn bench(c: &mut Criterion) {
         if s.n_q * s.n_kv <= 1 << 20 {
             g.throughput(throughput(s, 1));
             let mut b1 = Buffers::new(s, 1);
-            for (name, scorer) in scorers() {
+            for (name, scorer) in scorers(s.d) {
                 let attn = Attention::new(scorer).mask(mask).kernel(Kernel::Scalar);
                 g.bench_function(BenchmarkId::new(name, "scalar"), |bench| {
                     bench.iter(|| b1.run(s, 1, &attn))
@@ -235,7 +245,8 @@ fn bench(c: &mut Criterion) {
             }
             if s.n_q > 1 && !s.causal {
                 let mut scores = vec![0.0f32; s.n_q * s.n_kv];
-                for (name, _) in scorers() {
+                // Additive has no matrix-product form: no unfused baseline.
+                for (name, _) in scorers(s.d).into_iter().filter(|(n, _)| *n != "additive") {
                     g.bench_function(BenchmarkId::new(name, "unfused"), |bench| {
                         bench.iter(|| {
                             unfused(&b1.q, &b1.k, &b1.v, &mut b1.out, &mut scores, s.n_q, s.n_kv, s.d, name);

@@ -2,7 +2,8 @@
 //! materialised f64 reference, over a deterministic sweep of cases, and prints
 //! a Markdown table of the worst errors per scorer and kernel.
 //!
-//! Sweep: every scorer (default and non-default parameters), head dimension
+//! Sweep: every scorer (default and non-default parameters; `Additive` with
+//! random `w ∈ [−1, 1)^d` and `q`, `k` taken as the projections), head dimension
 //! `d ∈ {1, 7, 64, 128, 300}` (`d_v = d`), `n_kv ∈ {1, 100, 5000}`,
 //! `n_q ∈ {3, 12}`, masks none / bottom-right causal / sliding window of 41
 //! keys, and two input distributions: `q`, `k`, `v` uniform in [-1, 1); and
@@ -37,7 +38,7 @@ fn problem(
     n_kv: usize,
     d: usize,
     clustered: bool,
-    scorer: Scorer,
+    scorer: Scorer<'static>,
     mask: Mask,
 ) -> Case {
     let mut case = Case::random(seed, 1, 1, n_q, n_kv, d, d, scorer).with_mask(mask);
@@ -132,6 +133,7 @@ fn main() {
         ("NegLogDist eps=0", Scorer::NegLogDist { eps: 0.0, p: 2.0 }),
         ("NegLogDist eps=1e-2 p=1", Scorer::NegLogDist { eps: 1e-2, p: 1.0 }),
         ("NegLogDist p=3.5", Scorer::NegLogDist { eps: 1e-3, p: 3.5 }),
+        ("Additive (w random)", common::ADDITIVE),
     ];
     let kernels = [("Scalar", Kernel::Scalar), ("Tiled", Kernel::Tiled)];
     let mut rows = Vec::new();

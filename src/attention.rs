@@ -125,7 +125,7 @@ impl<'a> Bias<'a> {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Attention<'b> {
-    pub(crate) scorer: Scorer,
+    pub(crate) scorer: Scorer<'b>,
     pub(crate) mask: Mask,
     pub(crate) key_len: Option<usize>,
     pub(crate) bias: Option<Bias<'b>>,
@@ -163,7 +163,7 @@ pub enum Kernel {
 
 impl<'b> Attention<'b> {
     /// Attention with `scorer`, no mask, every key, no bias.
-    pub const fn new(scorer: Scorer) -> Self {
+    pub const fn new(scorer: Scorer<'b>) -> Self {
         Attention { scorer, mask: Mask::None, key_len: None, bias: None, kernel: Kernel::Tiled }
     }
 
@@ -338,7 +338,7 @@ pub(crate) struct Problem<'a> {
     pub q: HeadsRef<'a>,
     pub k: HeadsRef<'a>,
     pub v: HeadsRef<'a>,
-    pub kind: Kind,
+    pub kind: Kind<'a>,
     pub mask: Mask,
     pub key_len: usize,
     pub bias: Option<Bias<'a>>,

@@ -73,7 +73,7 @@ pub enum Error {
     /// A scorer parameter is out of its domain: `scale` not finite or not
     /// positive, `eps` negative or not finite, `p` not finite or not positive.
     InvalidParameter {
-        /// `"scale"`, `"eps"` or `"p"`.
+        /// `"scale"`, `"eps"`, `"p"`, `"w"` or `"w_l1_norm"` (`‖w‖₁` too large).
         what: &'static str,
         /// The rejected value.
         value: f32,

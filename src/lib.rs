@@ -1,6 +1,7 @@
-//! Streaming (online-softmax) attention for `f32`, with three scorers that
+//! Streaming (online-softmax) attention for `f32`, with four scorers that
 //! share one softmax: the scaled dot product, the negative squared Euclidean
-//! distance, and the negative log distance (inverse distance weighting).
+//! distance, the negative log distance (inverse distance weighting) and the
+//! additive (Bahdanau) scorer.
 //!
 //! For one head, queries `Q` (`n_q × d`), keys `K` (`n_kv × d`) and values `V`
 //! (`n_kv × d_v`) give the output `O` (`n_q × d_v`):
@@ -14,7 +15,8 @@
 //! fixed stack buffer, whatever `n_q` and `n_kv` are. The crate is `no_std`
 //! and never allocates.
 //!
-//! - [`Scorer`] says how a query is compared with a key.
+//! - [`Scorer`] says how a query is compared with a key; [`project`] makes the
+//!   projected queries and keys of the additive scorer.
 //! - [`Mask`], [`Attention::key_len`] and [`Bias`] say which keys each row sees.
 //! - [`MatRef`], [`MatMut`], [`HeadsRef`], [`HeadsMut`] are strided views of the
 //!   caller's buffers, so KV caches are read in place.
@@ -47,16 +49,19 @@ mod attention;
 mod error;
 mod exp;
 mod mask;
+mod project;
 mod scalar;
 mod scorer;
 mod simd;
 mod softmax;
+mod tanh;
 mod tile;
 mod view;
 
 pub use attention::{Attention, Bias, Kernel};
 pub use error::Error;
 pub use mask::Mask;
+pub use project::project;
 pub use scorer::Scorer;
 pub use softmax::merge;
 pub use view::{HeadsMut, HeadsRef, MatMut, MatRef};

@@ -1,4 +1,4 @@
-//! The three scorers: how a query is compared with a key.
+//! The four scorers: how a query is compared with a key.
 
 use crate::Error;
 
@@ -9,6 +9,7 @@ use crate::Error;
 /// | `Dot` | `scale · q·k` | `e^{scale q·k}` | `scale = 1/√d` |
 /// | `NegSqDist` | `−scale · ‖q−k‖²` | `e^{−scale ‖q−k‖²}` (RBF, "L2 attention") | `scale = 1/√d` |
 /// | `NegLogDist` | `−ln(eps + ‖q−k‖^p)` | `1 / (eps + ‖q−k‖^p)` (Shepard's inverse distance weighting) | `eps = 1e-3`, `p = 2` |
+/// | `Additive` | `Σ_c w_c · tanh(q_c + k_c)` | `e^s` (Bahdanau attention) | none: `w` is learned |
 ///
 /// `‖·‖` is the Euclidean norm; all quantities are in the units of the inputs
 /// (scores are dimensionless logits). A scale of `None` means the default
@@ -24,19 +25,33 @@ use crate::Error;
 ///   `eps = 0`, where the weight is infinite). Its weights are bounded by
 ///   `1/eps`.
 ///
+/// - `Additive` takes the *projected* queries `a_i = W q_i` as `q` and the
+///   projected keys `b_j = U k_j` as `k` (both of width `h`, the projection
+///   size, which plays the part of `d`), and the length-`h` vector `w`. The
+///   crate does not own `W` and `U` ([`project`](crate::project) applies them).
+///   Every score lies in `[−‖w‖₁, ‖w‖₁]`; the crate requires `‖w‖₁` finite,
+///   so no score overflows and a finite input never gives an infinite or NaN
+///   score. Each pair costs `h` hyperbolic tangents (a vectorised `tanh` with
+///   the key index as the SIMD dimension), so it cannot become a matrix
+///   product: expect it to be several times slower than the other scorers.
+///
 /// Parameters are checked at each call: `scale` finite and `> 0`, `eps` finite
-/// and `>= 0`, `p` finite and `> 0`, else [`Error::InvalidParameter`].
+/// and `>= 0`, `p` finite and `> 0`, `w` of length `d` with finite entries and
+/// a finite `‖w‖₁`, else [`Error::InvalidParameter`] (or
+/// [`Error::ShapeMismatch`] for the length of `w`).
 ///
 /// ```
 /// use streamattn::Scorer;
 /// assert_eq!(Scorer::dot(), Scorer::Dot { scale: None });
 /// assert_eq!(Scorer::neg_log_dist(), Scorer::NegLogDist { eps: 1e-3, p: 2.0 });
 /// let sharper = Scorer::NegSqDist { scale: Some(0.5) };
-/// # let _ = sharper;
+/// let w = [0.5f32, -1.0, 0.25];
+/// let additive = Scorer::additive(&w); // for projections of width 3
+/// # let _ = (sharper, additive);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum Scorer {
+pub enum Scorer<'w> {
     /// Scaled dot product `scale · q·k`.
     Dot {
         /// Multiplies `q·k`; `None` is `1/√d`.
@@ -54,9 +69,15 @@ pub enum Scorer {
         /// Power of the Euclidean distance.
         p: f32,
     },
+    /// Additive (Bahdanau) attention `Σ_c w_c · tanh(q_c + k_c)` on projected
+    /// queries and keys.
+    Additive {
+        /// The output weights, one per column of the projections.
+        w: &'w [f32],
+    },
 }
 
-impl Scorer {
+impl<'w> Scorer<'w> {
     /// `Dot` with the default scale `1/√d`.
     pub const fn dot() -> Self {
         Scorer::Dot { scale: None }
@@ -72,8 +93,13 @@ impl Scorer {
         Scorer::NegLogDist { eps: 1e-3, p: 2.0 }
     }
 
+    /// `Additive` with output weights `w` (its length is the projection width).
+    pub const fn additive(w: &'w [f32]) -> Self {
+        Scorer::Additive { w }
+    }
+
     /// Checks the parameters and fills in the defaults for head dimension `d`.
-    pub(crate) fn resolve(self, d: usize) -> Result<Kind, Error> {
+    pub(crate) fn resolve(self, d: usize) -> Result<Kind<'w>, Error> {
         let default_scale = 1.0 / libm::sqrtf(d as f32);
         let scale = |s: Option<f32>| match s {
             None => Ok(default_scale),
@@ -92,19 +118,34 @@ impl Scorer {
                 }
                 Ok(Kind::LogDist { eps, p })
             }
+            Scorer::Additive { w } => {
+                if w.len() != d {
+                    return Err(Error::ShapeMismatch { what: "w", expected: d, found: w.len() });
+                }
+                if let Some(&value) = w.iter().find(|x| !x.is_finite()) {
+                    return Err(Error::InvalidParameter { what: "w", value });
+                }
+                // In f64 every partial sum is exact enough and cannot overflow.
+                let l1: f64 = w.iter().map(|&x| (x as f64).abs()).sum();
+                if l1 > f32::MAX as f64 {
+                    return Err(Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY });
+                }
+                Ok(Kind::Additive { w })
+            }
         }
     }
 }
 
 /// A scorer with its parameters checked and defaults filled in.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Kind {
+pub(crate) enum Kind<'w> {
     Dot { scale: f32 },
     SqDist { scale: f32 },
     LogDist { eps: f32, p: f32 },
+    Additive { w: &'w [f32] },
 }
 
-impl Kind {
+impl Kind<'_> {
     /// The logit the kernels use for one pair, in plain scalar arithmetic.
     /// `SqDist` omits the row constant `−scale ‖q‖²` (see [`Kind::lse_shift`]).
     pub(crate) fn logit(self, q: &[f32], k: &[f32]) -> f32 {
@@ -114,6 +155,7 @@ impl Kind {
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
             Kind::LogDist { eps: 0.0, p } => -0.5 * p * libm::logf(clamp0(sq_dist(q, k))),
             Kind::LogDist { eps, p } => -libm::logf(eps + pow_dist(sq_dist(q, k), p)),
+            Kind::Additive { w } => additive(w, q, k),
         }
     }
 
@@ -122,7 +164,7 @@ impl Kind {
     pub(crate) fn lse_shift(self, q: &[f32]) -> f32 {
         match self {
             Kind::SqDist { scale } => -scale * dot(q, q),
-            Kind::Dot { .. } | Kind::LogDist { .. } => 0.0,
+            Kind::Dot { .. } | Kind::LogDist { .. } | Kind::Additive { .. } => 0.0,
         }
     }
 }
@@ -150,6 +192,12 @@ fn clamp0(x: f32) -> f32 {
     } else {
         x
     }
+}
+
+/// `Σ w_c · tanh(a_c + b_c)`, summed left to right.
+#[inline]
+pub(crate) fn additive(w: &[f32], a: &[f32], b: &[f32]) -> f32 {
+    w.iter().zip(a.iter().zip(b)).fold(0.0, |acc, (wc, (x, y))| acc + wc * libm::tanhf(x + y))
 }
 
 /// `Σ a_c b_c`, summed left to right.

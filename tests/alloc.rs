@@ -44,15 +44,17 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 fn no_kernel_allocates() {
     let kernels =
         [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
-    let scorers = [
-        Scorer::dot(),
-        Scorer::neg_sq_dist(),
-        Scorer::neg_log_dist(),
-        Scorer::NegLogDist { eps: 0.0, p: 3.0 },
-    ];
     // (heads, kv_heads, n_q, n_kv, d, d_v)
     let shapes = [(2, 1, 300, 700, 40, 24), (1, 1, 5, 130, 300, 7), (4, 2, 1, 3000, 64, 64)];
     for (heads, kv_heads, n_q, n_kv, d, dv) in shapes {
+        let w: Vec<f32> = (0..d).map(|c| (c % 5) as f32 * 0.1 - 0.2).collect();
+        let scorers = [
+            Scorer::dot(),
+            Scorer::neg_sq_dist(),
+            Scorer::neg_log_dist(),
+            Scorer::NegLogDist { eps: 0.0, p: 3.0 },
+            Scorer::additive(&w),
+        ];
         let q: Vec<f32> = (0..heads * n_q * d).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
         let k: Vec<f32> = (0..kv_heads * n_kv * d).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
         let v: Vec<f32> = (0..kv_heads * n_kv * dv).map(|i| (i % 17) as f32).collect();

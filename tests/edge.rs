@@ -77,6 +77,9 @@ fn score(scorer: Scorer, q: &[f32], k: &[f32]) -> f64 {
         Scorer::Dot { scale } => scale.map_or(default_scale, |s| s as f64) * qk,
         Scorer::NegSqDist { scale } => -scale.map_or(default_scale, |s| s as f64) * d2,
         Scorer::NegLogDist { eps, p } => -(eps as f64 + d2.powf(p as f64 / 2.0)).ln(),
+        Scorer::Additive { w } => {
+            w.iter().zip(q.iter().zip(k)).map(|(&w, (&a, &b))| w as f64 * (a as f64 + b as f64).tanh()).sum()
+        }
         _ => unreachable!("scorer not covered by these tests"),
     }
 }
@@ -84,7 +87,7 @@ fn score(scorer: Scorer, q: &[f32], k: &[f32]) -> f64 {
 /// The scorer with its parameters adapted to inputs of magnitude `a`, so that
 /// scores stay of order 1, or `None` where that needs a parameter outside the
 /// normal f32 range or an f32 intermediate would overflow or underflow.
-fn scaled(scorer: Scorer, a: f64) -> Option<Scorer> {
+fn scaled(scorer: Scorer<'static>, a: f64) -> Option<Scorer<'static>> {
     let normal = |x: f64| (f32::MIN_POSITIVE as f64..=1e36).contains(&x);
     match scorer {
         Scorer::Dot { scale } => {
@@ -105,6 +108,15 @@ fn scaled(scorer: Scorer, a: f64) -> Option<Scorer> {
             let ok = (eps == 0.0 || normal(e)) && lo >= 1e-37 && hi <= 8e37;
             ok.then_some(Scorer::NegLogDist { eps: e as f32, p })
         }
+        // Below 1, tanh(a·x) ≈ a·x: `w / a` keeps scores of order 1 (while
+        // `w / a` is finite with a finite ‖w‖₁). Above, tanh saturates and
+        // scores stay within ‖w‖₁ as they are.
+        Scorer::Additive { w } if a < 1.0 => {
+            let w: Vec<f32> = w.iter().map(|&x| (x as f64 / a) as f32).collect();
+            let ok = w.iter().map(|&x| x.abs() as f64).sum::<f64>() <= 1e36;
+            ok.then(|| Scorer::Additive { w: w.leak() })
+        }
+        Scorer::Additive { .. } => Some(scorer),
         _ => unreachable!(),
     }
 }
@@ -160,7 +172,7 @@ fn query_and_key_magnitudes_with_matching_parameters() {
     }
     // Every scorer at every magnitude, except the general power p = 3.5, whose
     // a^3.5 leaves the f32 range first (it runs at 1e-5, 1 and 1e5).
-    assert_eq!(ran, 2 * (7 * 7 + 3));
+    assert_eq!(ran, 2 * (8 * 7 + 3));
 }
 
 /// The extra absolute error of an output element when values are subnormal.
@@ -313,7 +325,7 @@ fn all_keys_equal() {
                                 "{scorer:?} {kernel:?} n_kv={n_kv} row {i} col {c}: {got:e} vs {want:e} ± {tol:e}"
                             );
                         }
-                        let want = score(scorer, case.qrow(0, i), &k0) + (n as f64).ln();
+                        let want = score(case.scorer, case.qrow(0, i), &k0) + (n as f64).ln();
                         assert!(
                             (lse[i] as f64 - want).abs() <= r.lse_tol[i],
                             "{scorer:?} {kernel:?} n_kv={n_kv} row {i}: lse {} vs {want} ± {}",
@@ -455,6 +467,8 @@ fn query_equal_to_a_key() {
 ///   (`2·scale·∞ − scale·∞`) when `q_ic k_jc ≥ 0`, key ignored (as the
 ///   reference) when `< 0`. `NegLogDist`: scalar path ignores the key, as the
 ///   reference.
+/// - `Additive`, infinite query or key entry: `tanh(±∞ + x) = ±1` exactly, the
+///   scores stay finite and every kernel matches the reference.
 /// - **value** `v_jc = ±∞`: column `c` is ±∞ in the rows that see key `j`
 ///   (NaN where `+∞` and `−∞` values meet), other columns and the lse as the
 ///   reference: exactly IEEE arithmetic on the reference's sums.
@@ -504,6 +518,8 @@ fn infinities_in_queries_keys_and_values() {
                             }
                             assert!(lse[2].is_nan(), "{what}: lse {}", lse[2]);
                         }
+                        // tanh(±∞ + k) = ±1 exactly: finite scores, as the reference.
+                        Scorer::Additive { .. } => assert_row(&r, dv, &out, &lse, 2, &what),
                         _ if kernel == Kernel::Scalar => {
                             assert_eq!(&out[2 * dv..][..dv], &[0.0; 3], "{what}");
                             assert_eq!(lse[2], f32::NEG_INFINITY, "{what}");
@@ -546,6 +562,7 @@ fn infinities_in_queries_keys_and_values() {
                             }
                             Scorer::NegSqDist { .. } if aligned => assert_nan_row(dv, &out, &lse, i, &what),
                             Scorer::NegSqDist { .. } => assert_row(&r, dv, &out, &lse, i, &what),
+                            Scorer::Additive { .. } => assert_row(&r, dv, &out, &lse, i, &what),
                             _ if kernel == Kernel::Scalar => assert_row(&r, dv, &out, &lse, i, &what),
                             _ => {}
                         }
@@ -690,7 +707,7 @@ fn nan_reaches_only_the_rows_that_see_it() {
 /// Inputs on the grid `{−4, …, 4}/4 · 2⁻⁶¹`: every product `q_c k_c` (and
 /// `k_c²`) is an integer multiple of `2⁻¹²⁶`, the smallest normal f32, so the
 /// dot products are exact and nothing underflows.
-fn grid_case(seed: u64, n_q: usize, n_kv: usize, d: usize, scorer: Scorer) -> Case {
+fn grid_case(seed: u64, n_q: usize, n_kv: usize, d: usize, scorer: Scorer<'static>) -> Case {
     let mut case = Case::random(seed, 1, 1, n_q, n_kv, d, 4, scorer);
     let mut rng = Rng::new(seed ^ 0x5eed);
     let unit = 2f32.powi(-61) / 4.0;

@@ -408,6 +408,34 @@ fn p_out_of_domain() {
 }
 
 #[test]
+fn additive_w_out_of_domain() {
+    let c = Call::single(2, 3, 4, 2);
+    // `w` must have one entry per column of the projections (d = 4).
+    for w in [&[1.0f32; 3][..], &[1.0; 5], &[]] {
+        let want = Error::ShapeMismatch { what: "w", expected: 4, found: w.len() };
+        let att = Attention::new(Scorer::additive(w));
+        assert_err(c.run(att), want);
+        assert_err(c.no_lse().run(att), want);
+        assert_err(Call::new(4, 2, 2, 3, 4, 2).run(att), want);
+    }
+    // Entries must be finite; the first non-finite one is reported.
+    for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let w = [1.0, value, 0.0, f32::NAN];
+        let want = Error::InvalidParameter { what: "w", value };
+        let att = Attention::new(Scorer::additive(&w));
+        assert_err(c.run(att), want);
+        assert_err(Call::single(0, 3, 4, 2).run(att), want);
+    }
+    // ‖w‖₁ must be finite (it bounds every score), even when each entry is.
+    let w = [f32::MAX, -f32::MAX, 0.0, 0.0];
+    let want = Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY };
+    assert_err(c.run(Attention::new(Scorer::additive(&w))), want);
+    // Right at the limit it is accepted: scores stay finite.
+    let w = [f32::MAX / 2.0, -f32::MAX / 2.0, 0.0, 0.0];
+    assert_eq!(c.run(Attention::new(Scorer::additive(&w))), Ok(()));
+}
+
+#[test]
 fn scorer_is_checked_even_without_work() {
     // Parameters are checked at each call, also when there is nothing to do.
     let want = Error::InvalidParameter { what: "scale", value: -1.0 };
@@ -569,8 +597,14 @@ fn err_leaves_output_untouched() {
 // ---------------------------------------------------------------------------
 // Edge cases that are not errors.
 
-fn scorers() -> [Scorer; 4] {
-    [Scorer::dot(), Scorer::neg_sq_dist(), Scorer::neg_log_dist(), Scorer::NegLogDist { eps: 0.0, p: 1.0 }]
+fn scorers() -> [Scorer<'static>; 5] {
+    [
+        Scorer::dot(),
+        Scorer::neg_sq_dist(),
+        Scorer::neg_log_dist(),
+        Scorer::NegLogDist { eps: 0.0, p: 1.0 },
+        Scorer::Additive { w: &[0.5, -1.0, 0.25, 2.0] },
+    ]
 }
 
 #[test]

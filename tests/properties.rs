@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{gamma, Case, Layout, Reference, Rng, Strided, E_EXP, U};
+use common::{gamma, Case, Layout, Reference, Rng, Strided, ADDITIVE, E_EXP, U};
 use core::ops::Range;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef, Scorer};
@@ -42,8 +42,9 @@ const KERNELS: [Kernel; 2] = [Kernel::Scalar, Kernel::Tiled];
 const GROUPS: [(usize, usize); 5] = [(1, 1), (2, 1), (4, 2), (3, 3), (4, 1)];
 
 /// Every scorer, with default and non-default parameters (including the
-/// `p = 2`, `p = 1` and general-`powf` paths of `NegLogDist`).
-const SCORERS: [Scorer; 9] = [
+/// `p = 2`, `p = 1` and general-`powf` paths of `NegLogDist`, and `Additive`
+/// with random `w` of the case's width).
+const SCORERS: [Scorer; 10] = [
     Scorer::dot(),
     Scorer::neg_sq_dist(),
     Scorer::neg_log_dist(),
@@ -53,6 +54,7 @@ const SCORERS: [Scorer; 9] = [
     Scorer::NegLogDist { eps: 1e-2, p: 1.0 },
     Scorer::NegLogDist { eps: 1e-3, p: 3.0 },
     Scorer::NegLogDist { eps: 0.5, p: 0.5 },
+    ADDITIVE,
 ];
 
 const LAYOUTS: [Layout; 4] = [Layout::HeadsMajor, Layout::SeqMajor, Layout::Padded(1), Layout::Padded(3)];
@@ -69,7 +71,7 @@ struct Params {
     n_kv: usize,
     d: usize,
     dv: usize,
-    scorer: Scorer,
+    scorer: Scorer<'static>,
     layout: Layout,
     /// Queries scaled by 4 (exactly): sharper softmax, larger logits.
     sharp: bool,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{check, Case, Layout};
+use common::{check, Case, Layout, ADDITIVE};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use streamattn::{Kernel, Mask, Scorer};
 
@@ -18,7 +18,7 @@ struct Shape {
     n_kv: usize,
     d: usize,
     dv: usize,
-    scorer: Scorer,
+    scorer: Scorer<'static>,
     mask: Mask,
     key_len: Option<usize>,
     layout: Layout,
@@ -49,6 +49,7 @@ impl Arbitrary for Shape {
                 Scorer::NegLogDist { eps: 0.0, p: 2.0 },
                 Scorer::NegLogDist { eps: 0.1, p: 1.0 },
                 Scorer::NegLogDist { eps: 1e-3, p: 3.0 },
+                ADDITIVE,
             ])
             .unwrap();
         let offset = pick(g, 0, n_kv);

@@ -12,6 +12,10 @@
 //!     out /= l, lse = m + ln l
 //! ```
 //!
+//! `Additive` runs the same loop with the additive score microkernel
+//! (`tanh(a + b)` in place of `q·k`), and the decode pass below is not used
+//! for it: its `h` tangents per pair make even one query row compute-bound.
+//!
 //! The key index is the SIMD dimension of the score microkernel (a packed
 //! tile is reused by every row of the block), the head dimension that of
 //! P·V. Masked work is skipped: tiles no row of the block sees are never
@@ -112,7 +116,9 @@ pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize, 
     if n_q == 0 {
         return;
     }
-    if g * n_q <= decode::ROWS {
+    // Additive scores cost `h` tangents per pair whatever the path: the
+    // prefill loop, with keys as the SIMD dimension, serves decode too.
+    if g * n_q <= decode::ROWS && !matches!(problem.kind, Kind::Additive { .. }) {
         for hk in 0..n_heads / g {
             let mut rows = [At { h: 0, i: 0 }; decode::ROWS];
             let mut n = 0;
@@ -242,7 +248,7 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
 /// term the scorer adds: `−‖k‖²` for `NegSqDist`, `‖k‖²` for `NegLogDist`.
 #[allow(clippy::too_many_arguments)]
 fn pack_tile<'a>(
-    kind: Kind,
+    kind: Kind<'_>,
     key: impl Fn(usize) -> &'a [f32],
     nt: usize,
     tk: usize,
@@ -252,7 +258,7 @@ fn pack_tile<'a>(
     kn: &mut [f32; TK],
 ) {
     let last = c0 + dc == key(0).len();
-    let norms = !matches!(kind, Kind::Dot { .. });
+    let norms = matches!(kind, Kind::SqDist { .. } | Kind::LogDist { .. });
     pack::pack(key, nt, tk, c0, dc, kt, norms.then_some(&mut *kn));
     if last {
         key_terms(kind, &mut kn[..nt]);
@@ -261,7 +267,7 @@ fn pack_tile<'a>(
 
 /// Turns `‖k‖²` into the term the scorer adds to `2·q·k` before scaling
 /// (`NegSqDist`: `−‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
-fn key_terms(kind: Kind, kn: &mut [f32]) {
+fn key_terms(kind: Kind<'_>, kn: &mut [f32]) {
     if let Kind::SqDist { .. } = kind {
         kn.iter_mut().for_each(|x| *x = -*x);
     }
@@ -302,13 +308,17 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
     let k = p.k.head(h / p.group);
     let d = p.q.cols();
     let qrows = at.map(|a| p.q.head(h).row(a.i));
+    let scores = |q: [&[f32]; R], kt: &[f32], c0: usize, dc: usize, s: &mut [[f32; TK]; R]| match p.kind {
+        Kind::Additive { w } => score::additive::<V, R, NR>(q, kt, &w[c0..], tk, dc, s, c0 > 0),
+        _ => score::scores::<V, R, NR>(q, kt, tk, dc, s, c0 > 0),
+    };
     if d <= dc_max {
-        score::scores::<V, R, NR>(qrows, &tile.kt[..], tk, d, s, false);
+        scores(qrows, &tile.kt[..], 0, d, s);
     } else {
         for c0 in (0..d).step_by(dc_max) {
             let dc = dc_max.min(d - c0);
             pack_tile(p.kind, |j| k.row(t0 + j), nt, tk, c0, dc, &mut tile.kt[..], tile.kn);
-            score::scores::<V, R, NR>(qrows.map(|r| &r[c0..]), &tile.kt[..], tk, dc, s, c0 > 0);
+            scores(qrows.map(|r| &r[c0..]), &tile.kt[..], c0, dc, s);
         }
     }
     update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout, false);

@@ -5,7 +5,7 @@
 //! `v_j`, and folds the tile into the row's [`Running`] state. First the
 //! scorer's value of each key:
 //!
-//! - `Dot`: the logit `scale · x_j`; `NegSqDist`: `scale · (2 x_j − ‖k_j‖²)`
+//! - `Dot`: the logit `scale · x_j`; `Additive`: `x_j` is the logit; `NegSqDist`: `scale · (2 x_j − ‖k_j‖²)`
 //!   (the norm trick; `−scale ‖q‖²` is left out, it cancels);
 //! - `NegLogDist`: the squared distance `‖q‖² + ‖k_j‖² − 2 x_j`, clamped at 0,
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
@@ -49,7 +49,7 @@ pub(crate) struct Row<'a> {
 /// Whether rows are normalised in the linear domain: `NegLogDist` with
 /// `1e-30 ≤ eps ≤ 1e30` and no bias (weights between `1e-30` and `1e30`
 /// when they matter, and their reciprocals too: far from overflow).
-pub(crate) fn linear(kind: Kind, bias: bool) -> bool {
+pub(crate) fn linear(kind: Kind<'_>, bias: bool) -> bool {
     matches!(kind, Kind::LogDist { eps, .. } if (1e-30..=1e30).contains(&eps)) && !bias
 }
 
@@ -59,7 +59,7 @@ pub(crate) fn linear(kind: Kind, bias: bool) -> bool {
 /// `‖k_j‖²` for `NegLogDist`. `exact_sq_dist(j)` computes `‖q − k_j‖²` directly.
 #[inline(always)]
 pub(crate) fn weights<V: Vector>(
-    kind: Kind,
+    kind: Kind<'_>,
     s: &mut [f32; TK],
     kn: &[f32; TK],
     row: &Row<'_>,
@@ -79,6 +79,7 @@ pub(crate) fn weights<V: Vector>(
         let x = V::load(&s[j..]);
         let mut value = match kind {
             Kind::Dot { scale } => x * V::splat(scale),
+            Kind::Additive { .. } => x,
             Kind::SqDist { scale } => x.mul_add(V::splat(2.0), V::load(&kn[j..])) * V::splat(scale),
             Kind::LogDist { eps, p } => {
                 let d2 = sq_dist::<V>(x, V::load(&kn[j..]), row, j, eps, p, &exact_sq_dist);

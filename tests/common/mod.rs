@@ -128,7 +128,7 @@ pub struct Case {
     /// Dense `[head][i][j]`, or `[i][j]` shared by every head.
     pub bias: Option<Vec<f32>>,
     pub bias_shared: bool,
-    pub scorer: Scorer,
+    pub scorer: Scorer<'static>,
     pub mask: Mask,
     pub key_len: Option<usize>,
     pub layout: Layout,
@@ -145,9 +145,10 @@ impl Case {
         n_kv: usize,
         d: usize,
         dv: usize,
-        scorer: Scorer,
+        scorer: Scorer<'static>,
     ) -> Case {
         let mut r = Rng::new(seed);
+        let scorer = instantiate(scorer, d, seed);
         Case {
             heads,
             kv_heads,
@@ -333,6 +334,9 @@ impl Case {
 /// Score as defined (f64), the bound on the f32 logit's error, and the
 /// magnitude of the logit the kernel computes.
 fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize) -> (f64, f64, f64) {
+    if let Scorer::Additive { w } = scorer {
+        return additive_pair(w, q, k);
+    }
     let qk: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
     let qk_abs: f64 = q.iter().zip(k).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
     let kk: f64 = k.iter().map(|&b| b as f64 * b as f64).sum();
@@ -356,6 +360,46 @@ fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize) -> (f64, f64, f64) {
             (s, rho + U * (s.abs() + 1.0), s.abs())
         }
         _ => unreachable!("scorer not covered by the tests"),
+    }
+}
+
+/// [`pair`] for `Additive`: `s = Σ_c w_c tanh(q_c + k_c)` (`q`, `k` the
+/// projections). Error of the f32 logit (step 1 of the derivation):
+/// `fl(q_c + k_c)` errs by `u|x|`, which moves `tanh` by at most
+/// `u·|x|·sech²x ≤ 0.449u`; the tangent itself errs by `E_TANH·|t_c|`; the
+/// `h` products and sums add `γ(h+1)·Σ|w_c t_c|` (with the tangents' error
+/// folded in, `(1 + E_TANH)`). So
+/// `e = Σ_c |w_c|(0.449u + E_TANH|t_c|) + γ(h+1)(1 + E_TANH)Σ_c |w_c t_c|`.
+fn additive_pair(w: &[f32], q: &[f32], k: &[f32]) -> (f64, f64, f64) {
+    let (mut s, mut e, mut abs) = (0.0f64, 0.0f64, 0.0f64);
+    for ((&w, &a), &b) in w.iter().zip(q).zip(k) {
+        let t = (a as f64 + b as f64).tanh();
+        let w = w as f64;
+        s += w * t;
+        e += w.abs() * (0.449 * U + E_TANH * t.abs());
+        abs += (w * t).abs();
+    }
+    (s, e + gamma(w.len() + 1) * (1.0 + E_TANH) * abs, s.abs())
+}
+
+/// Bound on the relative error of the hyperbolic tangent, in either kernel:
+/// libm's `tanhf` (scalar path) and the crate's vectorised `tanh`, both
+/// measured against f64 in the tests (`tanh_error` in tests/reference.rs and
+/// the crate's unit tests).
+pub const E_TANH: f64 = 8.0 * U;
+
+/// In the scorer tables, `Additive` with an empty `w` stands for additive
+/// attention with random output weights `w ∈ [−1, 1)^d`, drawn by
+/// [`instantiate`] once `d` is known.
+pub const ADDITIVE: Scorer<'static> = Scorer::Additive { w: &[] };
+
+/// Fills in the random `w` of an [`ADDITIVE`] placeholder for head
+/// dimension `d`; other scorers are returned unchanged. (The vector is
+/// leaked: test cases are few and small.)
+pub fn instantiate(scorer: Scorer<'static>, d: usize, seed: u64) -> Scorer<'static> {
+    match scorer {
+        Scorer::Additive { w: [] } => Scorer::Additive { w: Rng::new(seed ^ 0xadd1).vec(d, 1.0).leak() },
+        other => other,
     }
 }
 
@@ -386,8 +430,9 @@ impl Reference {
 }
 
 /// Every scorer, with default and non-default parameters (the `p = 2`,
-/// `p = 1` and general-power paths of `NegLogDist`, and `eps = 0`).
-pub const SCORERS: [Scorer; 8] = [
+/// `p = 1` and general-power paths of `NegLogDist`, and `eps = 0`), and
+/// `Additive` (random `w`, see [`ADDITIVE`]).
+pub const SCORERS: [Scorer; 9] = [
     Scorer::dot(),
     Scorer::Dot { scale: Some(0.3) },
     Scorer::neg_sq_dist(),
@@ -396,6 +441,7 @@ pub const SCORERS: [Scorer; 8] = [
     Scorer::NegLogDist { eps: 0.0, p: 2.0 },
     Scorer::NegLogDist { eps: 1e-2, p: 1.0 },
     Scorer::NegLogDist { eps: 1e-3, p: 3.5 },
+    ADDITIVE,
 ];
 
 /// Every tiled kernel: the build's own width and each width forced.
