@@ -16,7 +16,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use streamattn::{Attention, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
 
 struct Shape {
     name: &'static str,
@@ -231,6 +231,24 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(name, "tiled"), |bench| {
                 bench.iter(|| b.run(s, s.heads, &attn))
             });
+        }
+        // Decode with the key norms cached next to the cache (`key_norms` once,
+        // as a runtime would when appending), for the scorers that use them.
+        if s.n_q == 1 {
+            let mut norms = vec![0.0f32; s.kv_heads * s.n_kv];
+            key_norms(
+                HeadsRef::heads_major(&b.k, s.kv_heads, s.n_kv, s.d).unwrap(),
+                HeadsMut::heads_major(&mut norms, s.kv_heads, s.n_kv, 1).unwrap(),
+            )
+            .unwrap();
+            let cached = HeadsRef::heads_major(&norms, s.kv_heads, s.n_kv, 1).unwrap();
+            for (name, scorer) in scorers(s.d).into_iter().filter(|(n, _)| matches!(*n, "sqdist" | "logdist"))
+            {
+                let attn = Attention::new(scorer).mask(mask).cached_key_norms(cached);
+                g.bench_function(BenchmarkId::new(name, "tiled-cached-norms"), |bench| {
+                    bench.iter(|| b.run(s, s.heads, &attn))
+                });
+            }
         }
         // Baselines on one head (their throughput is per head): the scalar path
         // where it takes under a second, the unfused path for the 1k shapes.

@@ -129,6 +129,7 @@ pub struct Attention<'b> {
     pub(crate) mask: Mask,
     pub(crate) key_len: Option<usize>,
     pub(crate) bias: Option<Bias<'b>>,
+    pub(crate) norms: Option<HeadsRef<'b>>,
     pub(crate) kernel: Kernel,
 }
 
@@ -164,7 +165,7 @@ pub enum Kernel {
 impl<'b> Attention<'b> {
     /// Attention with `scorer`, no mask, every key, no bias.
     pub const fn new(scorer: Scorer<'b>) -> Self {
-        Attention { scorer, mask: Mask::None, key_len: None, bias: None, kernel: Kernel::Tiled }
+        Attention { scorer, mask: Mask::None, key_len: None, bias: None, norms: None, kernel: Kernel::Tiled }
     }
 
     /// Chooses the implementation (default [`Kernel::Tiled`]).
@@ -189,6 +190,39 @@ impl<'b> Attention<'b> {
     /// Adds `bias` to every score.
     pub const fn bias(mut self, bias: Bias<'b>) -> Self {
         self.bias = Some(bias);
+        self
+    }
+
+    /// Uses `norms[h][j] = ‖k[h][j]‖²`, computed by [`key_norms`](crate::key_norms)
+    /// when the keys were stored, instead of computing the norms of the keys
+    /// at each call. `norms` is `n_kv_heads × n_kv × 1`, like the keys (the
+    /// rows past the key length are not read). Only the distance scorers
+    /// (`NegSqDist`, `NegLogDist`) use key norms, and only the tiled kernel
+    /// reads them (the scalar path computes its own); they are checked
+    /// against the keys' shape at each call ([`Error::ShapeMismatch`] with
+    /// `what = "key_norms"`), whatever the scorer.
+    ///
+    /// ```
+    /// use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, MatMut, MatRef, Scorer};
+    /// let (n_kv, d) = (3, 2);
+    /// let k = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+    /// let v = [1.0f32, 2.0, 3.0];
+    /// let mut norms = [0.0f32; 3]; // kept next to the cache, appended with it
+    /// key_norms(HeadsRef::heads_major(&k, 1, n_kv, d)?, HeadsMut::heads_major(&mut norms, 1, n_kv, 1)?)?;
+    /// let mut out = [0.0f32];
+    /// Attention::new(Scorer::neg_sq_dist())
+    ///     .cached_key_norms(HeadsRef::heads_major(&norms, 1, n_kv, 1)?)
+    ///     .run(
+    ///         MatRef::dense(&[1.0, 0.0], 1, d)?,
+    ///         MatRef::dense(&k, n_kv, d)?,
+    ///         MatRef::dense(&v, n_kv, 1)?,
+    ///         MatMut::dense(&mut out, 1, 1)?,
+    ///     )?;
+    /// assert!(out[0] > 1.0 && out[0] < 2.0); // nearest key 0, then 2, then 1
+    /// # Ok::<(), streamattn::Error>(())
+    /// ```
+    pub const fn cached_key_norms(mut self, norms: HeadsRef<'b>) -> Self {
+        self.norms = Some(norms);
         self
     }
 
@@ -236,7 +270,9 @@ impl<'b> Attention<'b> {
     ///   positive `n_kv_heads`;
     /// - [`Error::InvalidParameter`]: a scorer parameter out of its domain;
     /// - [`Error::OutOfRange`]: mask offset or key length above `n_kv`;
-    /// - [`Error::BufferTooShort`], [`Error::Overflow`]: a bias or `lse` too short.
+    /// - [`Error::BufferTooShort`], [`Error::Overflow`]: a bias or `lse` too short;
+    /// - [`Error::ShapeMismatch`] with `what = "key_norms"`: cached key norms
+    ///   not of the keys' shape.
     ///
     /// `n_q = 0` does nothing; `n_kv = 0` gives zero rows and `lse = −∞`.
     ///
@@ -322,13 +358,26 @@ impl<'b> Attention<'b> {
         if let Some(b) = &self.bias {
             b.check(n_heads, n_q, n_kv)?;
         }
+        if let Some(n) = &self.norms {
+            crate::norms::check(&k, n.heads(), n.rows(), n.cols())?;
+        }
         if let Some(l) = lse {
             let needed = n_heads.checked_mul(n_q).ok_or(Error::Overflow { what: "lse" })?;
             if l.len() < needed {
                 return Err(Error::BufferTooShort { what: "lse", needed, len: l.len() });
             }
         }
-        Ok(Problem { q, k, v, kind, mask: self.mask, key_len, bias: self.bias, group: n_heads / n_kv_heads })
+        Ok(Problem {
+            q,
+            k,
+            v,
+            kind,
+            mask: self.mask,
+            key_len,
+            bias: self.bias,
+            norms: self.norms,
+            group: n_heads / n_kv_heads,
+        })
     }
 }
 
@@ -342,6 +391,8 @@ pub(crate) struct Problem<'a> {
     pub mask: Mask,
     pub key_len: usize,
     pub bias: Option<Bias<'a>>,
+    /// Cached `‖k_j‖²`, `n_kv_heads × n_kv × 1`.
+    pub norms: Option<HeadsRef<'a>>,
     /// Query heads per key/value head.
     pub group: usize,
 }

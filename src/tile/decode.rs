@@ -14,7 +14,6 @@
 
 use super::{finish_row, seen, start_row, update, At, TK};
 use crate::attention::Problem;
-use crate::scorer::Kind;
 use crate::simd::Vector;
 use crate::softmax::Running;
 use crate::view::Layout;
@@ -62,7 +61,8 @@ fn pass<V: Vector, const R: usize, const NC: usize>(
         }
     }
     let q = at.map(|a| &p.q.head(a.h).row(a.i)[..d]);
-    let norms = !matches!(p.kind, Kind::Dot { .. });
+    let cached = p.norms.map(|n| n.head(at[0].h / p.group));
+    let norms = super::needs_norms(p.kind) && cached.is_none();
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
     for t0 in (lo..hi).step_by(TK) {
@@ -79,6 +79,7 @@ fn pass<V: Vector, const R: usize, const NC: usize>(
             }
             kn[j] = norm;
         }
+        super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         super::key_terms(p.kind, &mut kn[first..last]);
         update::<V, R, NC>(p, at, seen, &mut s, &kn, t0, &mut run, &q_norm, out, ol, true);
     }

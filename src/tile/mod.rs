@@ -5,6 +5,7 @@
 //!     zero the block's output rows; m = −∞, l = 0 per row
 //!     for each tile of TK keys that some row of the block sees:
 //!         pack the tile's keys transposed (kt[c][j]) and their norms     pack.rs
+//!             (norms copied instead when the call has cached ones)
 //!         for each micro-block of MR rows that sees the tile:
 //!             s = q · kt            register block MR × NR vectors      score.rs
 //!             p = weights(s), update m, l, get α per row                 weights.rs
@@ -48,6 +49,7 @@ use crate::scorer::{dot, sq_dist, Kind};
 use crate::simd::Vector;
 use crate::softmax::Running;
 use crate::view::Layout;
+use crate::MatRef;
 use core::ops::Range;
 use pv::Out;
 use weights::Row;
@@ -184,6 +186,7 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     let kind = problem.kind;
     let q = problem.q.head(h);
     let k = problem.k.head(h / problem.group);
+    let norms = problem.norms.map(|n| n.head(h / problem.group));
     let (n_q, d) = (q.rows(), q.cols());
     // Tile width and widest column chunk packed at once.
     let tk = if d <= KT_CAP / TK { TK } else { TK / 2 };
@@ -212,7 +215,7 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
                 continue;
             }
             if d <= dc_max {
-                pack_tile(kind, |j| k.row(t0 + j), nt, tk, 0, d, &mut kt, &mut kn);
+                pack_tile(kind, k, norms, t0, nt, tk, 0, d, &mut kt, &mut kn);
             }
             let mut m0 = rows.start;
             while m0 < rows.end {
@@ -244,12 +247,16 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     }
 }
 
-/// Packs a tile (or a column chunk of it) and turns the key norms into the
-/// term the scorer adds: `−‖k‖²` for `NegSqDist`, `‖k‖²` for `NegLogDist`.
+/// Packs keys `t0..t0 + nt` of `k` (or a column chunk of them) and, after
+/// the last chunk, leaves in `kn` the term the scorer adds: `−‖k‖²` for
+/// `NegSqDist`, `‖k‖²` for `NegLogDist`, from the cached `norms` if given
+/// (else computed while packing).
 #[allow(clippy::too_many_arguments)]
-fn pack_tile<'a>(
+fn pack_tile(
     kind: Kind<'_>,
-    key: impl Fn(usize) -> &'a [f32],
+    k: MatRef<'_>,
+    norms: Option<MatRef<'_>>,
+    t0: usize,
     nt: usize,
     tk: usize,
     c0: usize,
@@ -257,11 +264,27 @@ fn pack_tile<'a>(
     kt: &mut [f32],
     kn: &mut [f32; TK],
 ) {
-    let last = c0 + dc == key(0).len();
-    let norms = matches!(kind, Kind::SqDist { .. } | Kind::LogDist { .. });
-    pack::pack(key, nt, tk, c0, dc, kt, norms.then_some(&mut *kn));
+    let last = c0 + dc == k.cols();
+    let compute = needs_norms(kind) && norms.is_none();
+    pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn));
     if last {
+        cached_norms(kind, norms, t0, &mut kn[..nt]);
         key_terms(kind, &mut kn[..nt]);
+    }
+}
+
+/// Whether the scorer uses `‖k‖²`.
+fn needs_norms(kind: Kind<'_>) -> bool {
+    matches!(kind, Kind::SqDist { .. } | Kind::LogDist { .. })
+}
+
+/// Copies the cached norms of keys `t0..t0 + kn.len()` into `kn`, if the
+/// scorer needs them and the call has them.
+fn cached_norms(kind: Kind<'_>, norms: Option<MatRef<'_>>, t0: usize, kn: &mut [f32]) {
+    if let (Some(n), true) = (norms, needs_norms(kind)) {
+        for (j, x) in kn.iter_mut().enumerate() {
+            *x = n.row(t0 + j)[0];
+        }
     }
 }
 
@@ -317,7 +340,8 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
     } else {
         for c0 in (0..d).step_by(dc_max) {
             let dc = dc_max.min(d - c0);
-            pack_tile(p.kind, |j| k.row(t0 + j), nt, tk, c0, dc, &mut tile.kt[..], tile.kn);
+            let norms = p.norms.map(|n| n.head(h / p.group));
+            pack_tile(p.kind, k, norms, t0, nt, tk, c0, dc, &mut tile.kt[..], tile.kn);
             scores(qrows.map(|r| &r[c0..]), &tile.kt[..], c0, dc, s);
         }
     }

@@ -132,6 +132,8 @@ pub struct Case {
     pub mask: Mask,
     pub key_len: Option<usize>,
     pub layout: Layout,
+    /// Hand the kernels the key norms computed by `key_norms` (in K's layout).
+    pub cached_norms: bool,
 }
 
 impl Case {
@@ -165,7 +167,13 @@ impl Case {
             mask: Mask::None,
             key_len: None,
             layout: Layout::HeadsMajor,
+            cached_norms: false,
         }
+    }
+
+    pub fn with_cached_norms(mut self) -> Case {
+        self.cached_norms = true;
+        self
     }
 
     pub fn with_mask(mut self, mask: Mask) -> Case {
@@ -242,9 +250,14 @@ impl Case {
             self.layout,
         );
         let mut lse = vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q];
-        self.attention()
-            .kernel(kernel)
-            .run_heads(q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
+        let mut norms =
+            Strided::pack(&vec![0.0; self.kv_heads * self.n_kv], self.kv_heads, self.n_kv, 1, self.layout);
+        let mut attn = self.attention().kernel(kernel);
+        if self.cached_norms {
+            streamattn::key_norms(k.view(), norms.view_mut()).expect("key norms");
+            attn = attn.cached_key_norms(norms.view());
+        }
+        attn.run_heads(q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
             .expect("valid case rejected");
         o.assert_padding_untouched();
         (o.unpack(), lse)
