@@ -66,23 +66,23 @@ const KT_CAP: usize = 4096;
 /// Query rows per block: each packed tile serves this many rows.
 const QB: usize = 512;
 
-/// Register blocks per width: (rows, key vectors, output vectors, output
-/// vectors in decode). AVX-512 has 32 vector registers: 4 × 4 accumulators,
-/// and 8 rows × 2 in decode. AVX2, SSE2 and NEON get 16 registers: 6 × 2
-/// (as ggml's AVX2 kernel), and 8 × 1 in decode.
+/// Register blocks per width: (rows, key vectors, output vectors).
+/// AVX-512 has 32 vector registers: 4 × 4 accumulators. AVX2, SSE2 and NEON
+/// get 16 registers: 6 × 2 (as ggml's AVX2 kernel). Decode chooses its own
+/// P·V block by the number of rows (decode.rs).
 macro_rules! widths {
-    ($($name:ident: $v:ty, $mr:expr, $nr:expr, $nc:expr, $dnc:expr;)*) => {$(
+    ($($name:ident: $v:ty, $mr:expr, $nr:expr, $nc:expr;)*) => {$(
         pub(crate) fn $name(p: &Problem<'_>, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
-            run::<$v, $mr, $nr, $nc, $dnc>(p, out, ol, lse)
+            run::<$v, $mr, $nr, $nc>(p, out, ol, lse)
         }
     )*};
 }
 
 widths! {
-    x1: f32, 4, 4, 4, 4;
-    x4: wide::f32x4, 6, 2, 2, 1;
-    x8: wide::f32x8, 6, 2, 2, 1;
-    x16: wide::f32x16, 4, 4, 4, 2;
+    x1: f32, 4, 4, 4;
+    x4: wide::f32x4, 6, 2, 2;
+    x8: wide::f32x8, 6, 2, 2;
+    x16: wide::f32x16, 4, 4, 4;
 }
 
 /// The width the build's target features select ([`crate::simd::Native`]).
@@ -108,7 +108,7 @@ pub(crate) struct At {
 /// that share a key/value head have at most [`decode::ROWS`] rows in all, they
 /// go through the decode kernel together (one pass over that K and V);
 /// otherwise each head goes through the blocked prefill loop.
-pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize, const DNC: usize>(
+pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     problem: &Problem<'_>,
     out: &mut [f32],
     out_layout: &Layout,
@@ -130,7 +130,7 @@ pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize, 
                     n += 1;
                 }
             }
-            decode::rows::<V, DNC>(problem, &rows[..n], out, out_layout, lse.as_deref_mut());
+            decode::rows::<V>(problem, &rows[..n], out, out_layout, lse.as_deref_mut());
         }
     } else {
         for h in 0..n_heads {
@@ -345,15 +345,13 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
             scores(qrows.map(|r| &r[c0..]), &tile.kt[..], c0, dc, s);
         }
     }
-    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout, false);
+    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout);
 }
 
 /// The rest of a tile once `s[r]` holds the dot products `q·k_j` of rows
 /// `at` (all reading the same key/value head) with keys `t0..`, and `kn` the
-/// key terms: weights and the online softmax per row, then P·V. With
-/// `stream` (decode), P·V reads each value row once ([`pv::pv_stream`]).
-/// Otherwise keys every row sees go through the `R`-row register block and
-/// the rest (near a causal diagonal or a window edge) row by row.
+/// key terms: weights and the online softmax per row, then P·V
+/// ([`pv_rows`]) with `NC` output vectors per register block.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn update<V: Vector, const R: usize, const NC: usize>(
@@ -367,7 +365,6 @@ fn update<V: Vector, const R: usize, const NC: usize>(
     q_norm: &[f32],
     out: &mut [f32],
     out_layout: &Layout,
-    stream: bool,
 ) {
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
@@ -389,17 +386,27 @@ fn update<V: Vector, const R: usize, const NC: usize>(
             weights::weights::<V>(p.kind, &mut s[r], kn, &row, &mut run[r], |j| sq_dist(qi, k.row(t0 + j)));
     }
     let offsets = at.map(|a| out_layout.offset(a.h, a.i));
-    let d_v = v.cols();
-    let value = |j: usize| v.row(t0 + j);
-    if stream {
-        pv::pv_stream::<V, R>(&mut Out { data: out, offsets: &offsets }, alpha, s, value, &seen, d_v);
-        return;
-    }
+    let mut o = Out { data: out, offsets: &offsets };
+    pv_rows::<V, R, NC>(&mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols());
+}
+
+/// P·V for rows that see the keys `seen[r]` of the tile: the keys every row
+/// sees go through the `R`-row register block, the rest (near a causal
+/// diagonal or a window edge) row by row.
+#[inline(always)]
+fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
+    out: &mut Out<'_>,
+    alpha: [f32; R],
+    s: &[[f32; TK]; R],
+    value: impl Fn(usize) -> &'v [f32] + Copy,
+    seen: &[Range<usize>; R],
+    d_v: usize,
+) {
+    let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
     let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
-        let mut o = Out { data: &mut *out, offsets: &offsets };
-        pv::pv::<V, R, NC>(&mut o, alpha, s, value, common.clone(), d_v);
+        pv::pv::<V, R, NC>(out, alpha, s, value, common.clone(), d_v);
     }
     for r in 0..R {
         let own = &seen[r];
@@ -412,7 +419,7 @@ fn update<V: Vector, const R: usize, const NC: usize>(
             (own.start..common.start, common.end..own.end, 1.0)
         };
         let s1: &[[f32; TK]; 1] = (&s[r..r + 1]).try_into().unwrap();
-        let mut o1 = Out { data: &mut *out, offsets: &offsets[r..r + 1] };
+        let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..r + 1] };
         if !before.is_empty() || a != 1.0 {
             pv::pv::<V, 1, NC>(&mut o1, [a], s1, value, before, d_v);
         }
