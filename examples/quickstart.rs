@@ -1,10 +1,16 @@
-//! Runs the three scorers on one small deterministic problem and prints what
+//! Runs the four scorers on one small deterministic problem and prints what
 //! they return.
 //!
 //! Keys are 64 points on an 8 × 8 grid in the plane, each key's value is a
 //! smooth function of its position, and the queries are a few points of the
 //! plane, one of them exactly on a key. Attention then acts as an
 //! interpolator: each scorer weighs the keys differently.
+//!
+//! `Additive` scores projections, not the points: here (untrained) projections
+//! with a bias make it a bump around each key, `s = β Σ_c [tanh(u_c + 1) −
+//! tanh(u_c − 1)]` with `u_c = (q_c − k_c)/σ`: the projected query is
+//! `a = (q/σ + 1, q/σ − 1)`, the projected key `b = (−k/σ, −k/σ)` and
+//! `w = β·(1, 1, −1, −1)` (h = 2d = 4).
 //!
 //! Run: `cargo run --release --example quickstart`
 
@@ -23,19 +29,38 @@ fn main() -> Result<(), streamattn::Error> {
     let queries = [0.3f32, 0.2, 1.75, 2.25, 1.5, 1.0, 3.1, 0.4];
     let n_q = queries.len() / d;
 
+    // Additive: projections of width h = 2d with a bias (module docs).
+    let (sigma, beta, h) = (0.5f32, 4.0f32, 2 * d);
+    let proj_q: Vec<f32> = queries
+        .chunks(d)
+        .flat_map(|q| [q[0] / sigma + 1.0, q[1] / sigma + 1.0, q[0] / sigma - 1.0, q[1] / sigma - 1.0])
+        .collect();
+    let proj_k: Vec<f32> =
+        keys.chunks(d).flat_map(|k| [-k[0] / sigma, -k[1] / sigma, -k[0] / sigma, -k[1] / sigma]).collect();
+    let w = [beta, beta, -beta, -beta];
+
     let scorers = [
         ("Dot", Scorer::dot()),
         ("NegSqDist", Scorer::NegSqDist { scale: Some(4.0) }),
         ("NegLogDist", Scorer::neg_log_dist()),
+        ("Additive", Scorer::additive(&w)),
     ];
     let mut outputs = Vec::new();
-    println!("query          f(query)   {:>10} {:>10} {:>10}", "Dot", "NegSqDist", "NegLogDist");
+    println!(
+        "query          f(query)   {:>10} {:>10} {:>10} {:>10}",
+        "Dot", "NegSqDist", "NegLogDist", "Additive"
+    );
     for (_, scorer) in scorers {
         let mut out = vec![0.0f32; n_q];
         let mut lse = vec![0.0f32; n_q];
+        let (q, k, width) = if let Scorer::Additive { .. } = scorer {
+            (&proj_q, &proj_k, h)
+        } else {
+            (&queries.to_vec(), &keys, d)
+        };
         Attention::new(scorer).run_lse(
-            MatRef::dense(&queries, n_q, d)?,
-            MatRef::dense(&keys, 64, d)?,
+            MatRef::dense(q, n_q, width)?,
+            MatRef::dense(k, 64, width)?,
             MatRef::dense(&values, 64, 1)?,
             MatMut::dense(&mut out, n_q, 1)?,
             &mut lse,
@@ -52,8 +77,8 @@ fn main() -> Result<(), streamattn::Error> {
     }
 
     println!("\nlargest difference between scorers over the {n_q} queries:");
-    for a in 0..3 {
-        for b in a + 1..3 {
+    for a in 0..scorers.len() {
+        for b in a + 1..scorers.len() {
             let diff = outputs[a].0.iter().zip(&outputs[b].0).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
             println!("  {:>10} vs {:<10} {diff:.5}", scorers[a].0, scorers[b].0);
         }
