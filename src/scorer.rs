@@ -154,7 +154,18 @@ impl Kind<'_> {
             Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
             Kind::LogDist { eps: 0.0, p } => -0.5 * p * libm::logf(clamp0(sq_dist(q, k))),
-            Kind::LogDist { eps, p } => -libm::logf(eps + pow_dist(sq_dist(q, k), p)),
+            Kind::LogDist { eps, p } => {
+                let d2 = sq_dist(q, k);
+                let dp = pow_dist(d2, p);
+                if dp.is_finite() || !d2.is_finite() {
+                    -libm::logf(eps + dp)
+                } else {
+                    // d^p overflows f32 (p > 2): −ln(eps + d^p) = −(y + ln(1 + eps·e^{−y}))
+                    // with y = ln d^p = (p/2)·ln d², finite.
+                    let y = 0.5 * p * libm::logf(d2);
+                    -(y + libm::log1pf(eps * libm::expf(-y)))
+                }
+            }
             Kind::Additive { w } => additive(w, q, k),
         }
     }

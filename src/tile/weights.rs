@@ -11,7 +11,7 @@
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
 //!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
 //!   `8γ_{d+2}` of what is used next: `eps + d²` for `p = 2`, `d²` for other
-//!   powers. Then, with `1e-30 ≤ eps ≤ 1e30` and no bias, the weight `1/(eps + d^p)`
+//!   powers. Then, with `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and no bias, the weight `1/(eps + d^p)`
 //!   (`d^p` is `d²`, `√d²`, or `e^{(p/2) ln d²}`, which flushes below about
 //!   `1e-38`, negligible next to `eps`): a reciprocal, no exponential. Otherwise
 //!   the logit `−ln(eps + d^p) + b_j`, computed as
@@ -21,7 +21,7 @@
 //! plus the bias for logits. Then one of two normalisations:
 //!
 //! - log domain: `p_j = e^{s_j − m'}` ([`Running::advance`]);
-//! - linear domain (`NegLogDist`, `1e-30 ≤ eps ≤ 1e30`, no bias): `p_j = w_j / m'`
+//! - linear domain (`NegLogDist`, `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2`, no bias): `p_j = w_j / m'`
 //!   where `m'` is the largest weight ([`Running::advance_linear`]). The
 //!   weights are bounded by `1/eps ≤ 1e30`; with a bias or an `eps` outside
 //!   that range they or their reciprocals may leave the f32 range, hence the
@@ -47,10 +47,13 @@ pub(crate) struct Row<'a> {
 }
 
 /// Whether rows are normalised in the linear domain: `NegLogDist` with
-/// `1e-30 ≤ eps ≤ 1e30` and no bias (weights between `1e-30` and `1e30`
-/// when they matter, and their reciprocals too: far from overflow).
+/// `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and no bias (weights between `1e-30` and
+/// `1e30` when they matter, and their reciprocals too: far from overflow).
+/// With `p > 2`, `d^p` overflows f32 for moderate distances (`d > 4` at
+/// `p = 64`) although the weights relative to each other are fine: the log
+/// domain computes `(p/2)·ln d²` instead and never forms `d^p`.
 pub(crate) fn linear(kind: Kind<'_>, bias: bool) -> bool {
-    matches!(kind, Kind::LogDist { eps, .. } if (1e-30..=1e30).contains(&eps)) && !bias
+    matches!(kind, Kind::LogDist { eps, p } if (1e-30..=1e30).contains(&eps) && p <= 2.0) && !bias
 }
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
