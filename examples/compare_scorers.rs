@@ -44,11 +44,10 @@
 //! an end of a searched range is marked `†`: a wider range might do better
 //! (`eps = 0` is not marked, it is the end of the domain).
 //!
-//! `NegLogDist` with `eps > 0` forms its weights `1/(eps + d^p)` in f32, and
-//! `d^p` overflows once `d > f32::MAX^{1/p}` (`d > 4` for `p = 64`): such a
-//! key gets weight 0 whatever its neighbours get, and a query whose keys all
-//! overflow gets output 0. `eps = 0` computes `−(p/2) ln d²` instead and has
-//! no such limit. The search sees whatever the kernel returns.
+//! (Writing this example found that `NegLogDist` with `eps > 0` and large `p`
+//! overflowed `d^p` in f32 once `d > f32::MAX^{1/p}`, giving such keys weight
+//! 0; the kernels now work with `ln d^p = (p/2)·ln d²` there, see
+//! `large_powers_do_not_overflow` in tests/edge.rs.)
 //!
 //! `Additive` scores `Σ_c w_c tanh(a_c + b_c)` on projections `a = W q`,
 //! `b = U k`, which in practice are learned. Here they are set by hand to a
