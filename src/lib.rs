@@ -51,6 +51,8 @@ mod scalar;
 mod scorer;
 mod simd;
 mod softmax;
+#[allow(dead_code)] // The Additive scorer will call it.
+mod tanh;
 mod tile;
 mod view;
 
