@@ -45,6 +45,10 @@ pub(crate) trait Vector:
     /// Reinterprets the bits shifted left by 23 (builds `2^n` in [`exp`](crate::exp)).
     fn shl23(self) -> Self;
     fn sqrt(self) -> Self;
+    /// Lane-wise absolute value (clears the sign bit, NaN included).
+    fn abs(self) -> Self;
+    /// The magnitude of `self` with the sign bit of `sign`, as [`f32::copysign`].
+    fn copysign(self, sign: Self) -> Self;
     /// Natural logarithm (for powers `d^p` with `p` other than 1, 2, 4).
     fn ln(self) -> Self;
 }
@@ -135,6 +139,15 @@ macro_rules! wide_vector {
             #[inline(always)]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn copysign(self, sign: Self) -> Self {
+                let s = <$t>::splat(-0.0);
+                <$t>::abs(self) | (sign & s)
             }
             #[inline(always)]
             fn ln(self) -> Self {
@@ -241,6 +254,14 @@ impl Vector for f32 {
     #[inline(always)]
     fn sqrt(self) -> Self {
         libm::sqrtf(self)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        f32::copysign(self, sign)
     }
     #[inline(always)]
     fn ln(self) -> Self {
