@@ -295,3 +295,38 @@ fn grouped_decode_passes_in_every_layout() {
         }
     }
 }
+
+/// The scalar path's `libm::tanhf` against f64: within `E_TANH` (relative),
+/// the bound the tolerance of `Additive` uses for either kernel (the
+/// vectorised `tanh` is checked against it over all 2³² inputs in
+/// `src/tanh.rs`: 1.5 ulp, `3u`). Here every 61st bit pattern; the ignored
+/// `libm_tanhf_exhaustive` runs all 2³² (about a minute): worst 2.83u.
+#[test]
+fn libm_tanhf_is_within_the_tangent_bound() {
+    libm_tanhf_sweep(61);
+}
+
+#[test]
+#[ignore]
+fn libm_tanhf_exhaustive() {
+    libm_tanhf_sweep(1);
+}
+
+fn libm_tanhf_sweep(step: usize) {
+    let mut worst = 0.0f64;
+    for bits in (0..=u32::MAX).step_by(step) {
+        let x = f32::from_bits(bits);
+        if !x.is_finite() {
+            continue;
+        }
+        let exact = (x as f64).tanh();
+        let got = libm::tanhf(x) as f64;
+        if exact != 0.0 {
+            worst = worst.max((got - exact).abs() / exact.abs());
+        } else {
+            assert_eq!(got, 0.0);
+        }
+    }
+    assert!(worst <= common::E_TANH, "libm tanhf relative error {worst:e} > {:e}", common::E_TANH);
+    eprintln!("libm tanhf: worst relative error {:.3} u", worst / common::U);
+}
