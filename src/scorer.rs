@@ -29,15 +29,16 @@ use crate::Error;
 ///   projected keys `b_j = U k_j` as `k` (both of width `h`, the projection
 ///   size, which plays the part of `d`), and the length-`h` vector `w`. The
 ///   crate does not own `W` and `U` ([`project`](crate::project) applies them).
-///   Every score lies in `[−‖w‖₁, ‖w‖₁]`; the crate requires `‖w‖₁` finite,
-///   so no score overflows and a finite input never gives an infinite or NaN
-///   score. Each pair costs `h` hyperbolic tangents (a vectorised `tanh` with
+///   Every score lies in `[−‖w‖₁, ‖w‖₁]`; the crate requires
+///   `‖w‖₁ · e^{(h+1)·2⁻²⁴} ≤ f32::MAX` (`‖w‖₁` finite, with room for the
+///   rounding of the sum), so no score overflows and a finite input never
+///   gives an infinite or NaN score. Each pair costs `h` hyperbolic tangents (a vectorised `tanh` with
 ///   the key index as the SIMD dimension), so it cannot become a matrix
 ///   product: expect it to be several times slower than the other scorers.
 ///
 /// Parameters are checked at each call: `scale` finite and `> 0`, `eps` finite
 /// and `>= 0`, `p` finite and `> 0`, `w` of length `d` with finite entries and
-/// a finite `‖w‖₁`, else [`Error::InvalidParameter`] (or
+/// `‖w‖₁` as above, else [`Error::InvalidParameter`] (or
 /// [`Error::ShapeMismatch`] for the length of `w`).
 ///
 /// ```
@@ -125,9 +126,7 @@ impl<'w> Scorer<'w> {
                 if let Some(&value) = w.iter().find(|x| !x.is_finite()) {
                     return Err(Error::InvalidParameter { what: "w", value });
                 }
-                // In f64 every partial sum is exact enough and cannot overflow.
-                let l1: f64 = w.iter().map(|&x| (x as f64).abs()).sum();
-                if l1 > f32::MAX as f64 {
+                if additive_overflows(w) {
                     return Err(Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY });
                 }
                 Ok(Kind::Additive { w })
@@ -153,7 +152,11 @@ impl Kind<'_> {
             Kind::Dot { scale } => scale * dot(q, k),
             Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
-            Kind::LogDist { eps: 0.0, p } => -0.5 * p * libm::logf(clamp0(sq_dist(q, k))),
+            // d = 0 gives +∞, also when p/2 underflows to 0 (0·(−∞) would be NaN).
+            Kind::LogDist { eps: 0.0, p } => match libm::logf(clamp0(sq_dist(q, k))) {
+                f32::NEG_INFINITY => f32::INFINITY,
+                y => -0.5 * p * y,
+            },
             Kind::LogDist { eps, p } => {
                 let d2 = sq_dist(q, k);
                 let dp = pow_dist(d2, p);
@@ -178,6 +181,18 @@ impl Kind<'_> {
             Kind::Dot { .. } | Kind::LogDist { .. } | Kind::Additive { .. } => 0.0,
         }
     }
+}
+
+/// Whether `‖w‖₁ · e^{(h+1)·2⁻²⁴} > f32::MAX` (`h = w.len()`): then a partial
+/// sum of `Σ_c w_c · tanh(a_c + b_c)` in f32 could round past `f32::MAX`.
+/// Every `|tanh| ≤ 1`, and each of the `h` products and sums rounds by a
+/// factor of at most `1 + 2⁻²⁴`, so every partial sum is at most
+/// `‖w‖₁ (1 + 2⁻²⁴)^{h+1} ≤ ‖w‖₁ e^{(h+1)·2⁻²⁴}`. (`‖w‖₁` is summed in f64,
+/// left to right: its own rounding is far below the margin.)
+pub(crate) fn additive_overflows(w: &[f32]) -> bool {
+    let l1 = w.iter().fold(0.0f64, |acc, &x| acc + (x as f64).abs());
+    let growth = libm::exp((w.len() as f64 + 1.0) * (1.0 / 16_777_216.0));
+    l1 * growth > f32::MAX as f64
 }
 
 /// `d^p` from the squared distance `d2 = d²`, clamped at 0 first.

@@ -1002,6 +1002,60 @@ fn fuzz_regressions() {
         let o = streamattn::HeadsMut::new(&mut [], usize::MAX, 0, 1, 1, 1).unwrap();
         assert_eq!(attn.run_heads(v, v, v, o, None), Ok(()));
     }
+    // logdist-tiny-p-eps0: with eps = 0 the scalar path scored −(p/2)·ln d²,
+    // and p/2 = 0 on an exact match gave 0·(−∞) = NaN instead of +∞.
+    let mut case =
+        Case::random(1701, 1, 1, 1, 1, 1, 1, Scorer::NegLogDist { eps: 0.0, p: f32::from_bits(1) });
+    (case.q, case.k, case.v) = (vec![1.0], vec![1.0], vec![5.0]);
+    for kernel in kernels() {
+        assert_eq!(case.run(kernel), (vec![5.0], vec![f32::INFINITY]), "{kernel:?}");
+    }
+    // additive-l1-overflow: ‖w‖₁ ≤ f32::MAX in f64 was accepted, but the f32
+    // sum of the scores rounds up at each step and reached +∞. Such a `w` is
+    // now rejected (‖w‖₁ · e^{(h+1)·2⁻²⁴} > f32::MAX); the largest accepted
+    // ones, with every tangent 1 or −1, give finite scores in every kernel.
+    let w = [
+        2f32.powi(127),
+        2f32.powi(103) + 2f32.powi(80),
+        2f32.powi(103) + 2f32.powi(80),
+        2f32.powi(127) - 2f32.powi(105) - 2f32.powi(103),
+    ];
+    let c = Case::random(1702, 1, 1, 1, 2, 4, 1, Scorer::additive(Vec::from(w).leak()));
+    let res = c.attention().run(
+        streamattn::MatRef::dense(&c.q, 1, 4).unwrap(),
+        streamattn::MatRef::dense(&c.k, 2, 4).unwrap(),
+        streamattn::MatRef::dense(&c.v, 2, 1).unwrap(),
+        streamattn::MatMut::dense(&mut [0.0], 1, 1).unwrap(),
+    );
+    assert_eq!(res, Err(streamattn::Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY }));
+    for sign in [1.0f32, -1.0] {
+        // Four equal entries at the largest f32 the check accepts.
+        let limit = f32::MAX as f64 / 4.0 / (5.0 * 2f64.powi(-24)).exp();
+        let mut x = limit as f32;
+        if x as f64 > limit {
+            x = f32::from_bits(x.to_bits() - 1);
+        }
+        let w: &'static [f32] = vec![sign * x; 4].leak();
+        let mut case = Case::random(1703, 1, 1, 1, 2, 4, 2, Scorer::additive(w));
+        case.q = vec![10.0; 4]; // every tangent ±1: the score is ±4x
+        case.k = vec![10.0, 10.0, 10.0, 10.0, -10.0, -10.0, -10.0, -10.0];
+        for kernel in kernels() {
+            let (out, lse) = case.run(kernel);
+            assert!(
+                lse[0].is_finite() && out.iter().all(|o| o.is_finite()),
+                "{kernel:?} sign {sign}: {out:?} {lse:?}"
+            );
+        }
+        let up = vec![f32::from_bits(x.to_bits() + 1) * sign; 4];
+        let c = Case::random(1704, 1, 1, 1, 2, 4, 2, Scorer::additive(up.leak()));
+        let err = c.attention().run(
+            streamattn::MatRef::dense(&c.q, 1, 4).unwrap(),
+            streamattn::MatRef::dense(&c.k, 2, 4).unwrap(),
+            streamattn::MatRef::dense(&c.v, 2, 2).unwrap(),
+            streamattn::MatMut::dense(&mut [0.0; 2], 1, 2).unwrap(),
+        );
+        assert!(err.is_err(), "one ulp above the limit must be rejected");
+    }
 }
 
 /// `NegLogDist` with a large power: `d^p` leaves the f32 range for moderate

@@ -430,8 +430,11 @@ fn additive_w_out_of_domain() {
     let w = [f32::MAX, -f32::MAX, 0.0, 0.0];
     let want = Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY };
     assert_err(c.run(Attention::new(Scorer::additive(&w))), want);
-    // Right at the limit it is accepted: scores stay finite.
+    // ‖w‖₁ = f32::MAX leaves no room for the rounding of the sum
+    // (‖w‖₁ · e^{(h+1)·2⁻²⁴} must stay below f32::MAX); half of it is fine.
     let w = [f32::MAX / 2.0, -f32::MAX / 2.0, 0.0, 0.0];
+    assert_err(c.run(Attention::new(Scorer::additive(&w))), want);
+    let w = [f32::MAX / 4.0, -f32::MAX / 4.0, 0.0, 0.0];
     assert_eq!(c.run(Attention::new(Scorer::additive(&w))), Ok(()));
 }
 
