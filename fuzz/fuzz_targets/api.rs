@@ -8,7 +8,9 @@
 //!   seq_major/from_mat`, their mutable twins) over buffers of capped length
 //!   (possibly too short, strides possibly too small), K and V possibly one
 //!   buffer, a scorer with any parameters (NaN, ±inf, 0, negative,
-//!   subnormal, huge), a mask with any offset/left/right, a key length, an
+//!   subnormal, huge; `Additive` weights of any length, with NaN, ±inf,
+//!   subnormal or huge entries, or with `‖w‖₁` at `f32::MAX` within a few
+//!   ulps), a mask with any offset/left/right, a key length, an
 //!   optional bias (`Bias::new/shared`, any strides and length), an optional
 //!   lse slice of any length, any kernel; then `run`, `run_lse` or
 //!   `run_heads`;
@@ -20,7 +22,10 @@
 //!
 //! - every constructor and call returns `Ok` exactly when the documented
 //!   checks pass (a model of them, in `u128`, is below); degenerate views
-//!   (zero heads or rows) may go either way;
+//!   (zero heads or rows) may go either way; a call's `Err` is exactly the
+//!   one of the first failing check in the documented order (`k`, `v`, head
+//!   grouping, `out`, scorer, key length, mask, bias, lse), fields and
+//!   rejected value (bit for bit) included;
 //! - on `Ok`, a view's rows are where its strides say (`row`, `head`,
 //!   `row_mut`, `as_ref`, `from_mat`);
 //! - an `Err` leaves the output and lse buffers bit-for-bit untouched;
@@ -34,10 +39,16 @@
 //!   `2^40` that overflows a logit). This is what the scalar path does by
 //!   construction (its logits are never NaN there, its weights are in
 //!   `[0, 1]` with the row maximum weighing exactly 1), and the kernels
-//!   compute the same function up to rounding;
-//! - "convex tier": additionally `scale ≤ 2^40` (no logit overflows) or
+//!   compute the same function up to rounding. For `Additive` the docs say
+//!   more: every score lies in `[−‖w‖₁, ‖w‖₁]` and a valid `w` has a finite
+//!   `‖w‖₁`, so no score overflows; q and k may then hold any values but NaN
+//!   (`tanh(±∞) = ±1`), as long as no column of a visible pair adds `+∞` and
+//!   `−∞` (a NaN score). There the lse of a row with a key of finite bias
+//!   `b_j` is also checked against the score bound: within
+//!   `[max b − ‖w‖₁, max b + ‖w‖₁ + ln n]` (loosely: `64u` relative slack);
+//! - "convex tier": additionally `scale ≤ 2^40` (no logit overflows),
 //!   `NegLogDist` with `p ≤ 4`, `eps ≤ 2^100` (no weight overflows or
-//!   vanishes): each output is a convex combination of the values of the keys
+//!   vanishes), or `Additive`: each output is a convex combination of the values of the keys
 //!   the row sees with a finite bias, `min v − s ≤ O ≤ max v + s` with
 //!   `s = 8γ(2n+3)·max|v| + 10^-30` (the sums of `p_j v_j` and `p_j`, n
 //!   terms with n rescalings, relative error `γ(2n+3)` each), and exactly 0
@@ -290,13 +301,162 @@ fn offset_of(mask: Mask) -> usize {
     }
 }
 
-fn scorer_valid(s: Scorer) -> bool {
-    let scale_ok = |s: Option<f32>| s.is_none_or(|x| x.is_finite() && x > 0.0);
+/// The first failing scorer check for head dimension `d`, per the docs (and
+/// in their order): `scale` finite and `> 0`; `eps` finite and `>= 0`, then
+/// `p` finite and `> 0`; `w` of length `d`, then its first non-finite entry,
+/// then `‖w‖₁` (summed in f64, left to right) at most `f32::MAX`.
+fn scorer_error(s: Scorer, d: usize) -> Option<Error> {
+    let bad = |what, value| Some(Error::InvalidParameter { what, value });
     match s {
-        Scorer::Dot { scale } | Scorer::NegSqDist { scale } => scale_ok(scale),
-        Scorer::NegLogDist { eps, p } => eps.is_finite() && eps >= 0.0 && p.is_finite() && p > 0.0,
-        _ => true,
+        Scorer::Dot { scale: Some(x) } | Scorer::NegSqDist { scale: Some(x) }
+            if !(x.is_finite() && x > 0.0) =>
+        {
+            bad("scale", x)
+        }
+        Scorer::NegLogDist { eps, .. } if !(eps.is_finite() && eps >= 0.0) => bad("eps", eps),
+        Scorer::NegLogDist { p, .. } if !(p.is_finite() && p > 0.0) => bad("p", p),
+        Scorer::Additive { w } => {
+            if w.len() != d {
+                return Some(Error::ShapeMismatch { what: "w", expected: d, found: w.len() });
+            }
+            if let Some(&x) = w.iter().find(|x| !x.is_finite()) {
+                return bad("w", x);
+            }
+            (l1_f64(w) > f32::MAX as f64)
+                .then_some(Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY })
+        }
+        _ => None,
     }
+}
+
+/// `‖w‖₁` summed in f64, left to right.
+fn l1_f64(w: &[f32]) -> f64 {
+    w.iter().fold(0.0f64, |acc, &x| acc + (x as f64).abs())
+}
+
+/// Two errors equal, an `InvalidParameter` value compared bit for bit (NaN).
+fn same_error(a: &Error, b: &Error) -> bool {
+    match (a, b) {
+        (
+            Error::InvalidParameter { what: wa, value: va },
+            Error::InvalidParameter { what: wb, value: vb },
+        ) => wa == wb && va.to_bits() == vb.to_bits(),
+        _ => a == b,
+    }
+}
+
+/// `Additive` output weights for queries of width `d`: a length that is
+/// usually right (else off by one, 0 or anything up to 48), entries that are
+/// moderate, any parameter value, subnormal, huge (`‖w‖₁` around
+/// `f32::MAX`) or [`near_max`]; then maybe a few special values anywhere.
+fn additive_w(u: &mut Unstructured, d: usize) -> Result<Vec<f32>> {
+    let len = match u.int_in_range(0u8..=9)? {
+        0..=6 => d,
+        7 => {
+            if u.ratio(1u8, 2u8)? {
+                d.wrapping_add(1)
+            } else {
+                d.wrapping_sub(1)
+            }
+        }
+        8 => 0,
+        _ => u.int_in_range(0..=48)?,
+    };
+    let len = if len > 512 { u.int_in_range(0..=48)? } else { len };
+    let mut g = Gen(u.arbitrary::<u32>()? as u64);
+    let mut w: Vec<f32> = match u.int_in_range(0u8..=9)? {
+        0..=2 => (0..len)
+            .map(|_| {
+                let r = g.next();
+                ((r % 2049) as f32 - 1024.0) / ((r >> 12) % 64 + 1) as f32
+            })
+            .collect(),
+        3 => (0..len).map(|_| param(u)).collect::<Result<_>>()?,
+        4 => (0..len)
+            .map(|_| {
+                let r = g.next();
+                let x = f32::from_bits((r % 0x80_0000) as u32 + 1);
+                if (r >> 24) & 1 == 0 {
+                    x
+                } else {
+                    -x
+                }
+            })
+            .collect(),
+        5 => {
+            let base = f32::MAX as f64 / len.max(1) as f64;
+            (0..len)
+                .map(|_| {
+                    let r = g.next();
+                    let x = (base * (1.0 + ((r % 65) as f64 - 32.0) / (1u64 << 22) as f64)) as f32;
+                    if (r >> 8) & 1 == 0 {
+                        x
+                    } else {
+                        -x
+                    }
+                })
+                .collect()
+        }
+        _ => near_max(u, &mut g, len)?,
+    };
+    if len > 0 && one_in(u, 4)? {
+        for _ in 0..u.int_in_range(1u8..=3)? {
+            let i = u.int_in_range(0..=len - 1)?;
+            w[i] = match u.int_in_range(0u8..=3)? {
+                0 => f32::from_bits(u.int_in_range(1u32..=8)?),
+                _ => *u.choose(&SPECIALS)?,
+            };
+        }
+    }
+    Ok(w)
+}
+
+/// `len` weights whose `‖w‖₁` is `f32::MAX` within a few ulps of its last
+/// entry, either side: a head of about `2^127`; then pieces just over half an
+/// ulp of the running f32 sum `Σ w_c` (so that a score whose tangents are all
+/// `±1` rounds up by almost half an ulp at each); then a filler bringing the
+/// f64 sum of magnitudes to `f32::MAX`, moved by up to two ulps. Signs all
+/// the same, or random; in that order or reversed.
+fn near_max(u: &mut Unstructured, g: &mut Gen, len: usize) -> Result<Vec<f32>> {
+    if len == 0 {
+        return Ok(vec![]);
+    }
+    let head = *u.choose(&[2f32.powi(127), 1.5 * 2f32.powi(127), 1.7e38, f32::MAX / 2.0, f32::MAX, 1e38])?;
+    let mut w = vec![head];
+    let mut sum = head; // the f32 running sum (all tangents 1)
+    while w.len() + 1 < len {
+        // Half an ulp of `sum`, times 1 + k·2^-23, small k.
+        let e = ((sum.to_bits() >> 23) & 0xff) as i32 - 24; // exponent of half an ulp
+        let k = (g.next() % 64) as u32 + 1;
+        let piece = if e >= 1 { f32::from_bits(((e as u32) << 23) | k) } else { 0.0 };
+        w.push(piece);
+        sum += piece;
+    }
+    if len > 1 {
+        let rest = f32::MAX as f64 - l1_f64(&w);
+        let mut f = if rest > 0.0 { rest as f32 } else { 0.0 };
+        if f > 0.0 && f as f64 > rest {
+            f = f32::from_bits(f.to_bits() - 1);
+        }
+        let nudge = u.int_in_range(-2i32..=2)?;
+        if f > 0.0 {
+            f = f32::from_bits((f.to_bits() as i32 + nudge) as u32);
+        }
+        w.push(f);
+    }
+    match u.int_in_range(0u8..=3)? {
+        0 => w.iter_mut().for_each(|x| *x = -*x),
+        1 => w.iter_mut().for_each(|x| {
+            if g.next() & 1 == 0 {
+                *x = -*x
+            }
+        }),
+        _ => {}
+    }
+    if u.ratio(1u8, 4u8)? {
+        w.reverse();
+    }
+    Ok(w)
 }
 
 // ---------------------------------------------------------------------------
@@ -508,10 +668,15 @@ fn attention(u: &mut Unstructured) -> Result<()> {
         std::mem::swap(&mut ko.buf, &mut vo.buf);
     }
 
-    let scorer = match u.int_in_range(0u8..=2)? {
+    let kind = u.int_in_range(0u8..=3)?;
+    // `Additive` weights, for the queries' width (which the other operands
+    // may not share).
+    let w_buf = if kind == 3 { additive_w(u, qo.cols)? } else { vec![] };
+    let scorer = match kind {
         0 => Scorer::Dot { scale: if u.ratio(1u8, 2u8)? { None } else { Some(param(u)?) } },
         1 => Scorer::NegSqDist { scale: if u.ratio(1u8, 2u8)? { None } else { Some(param(u)?) } },
-        _ => Scorer::NegLogDist { eps: param(u)?, p: param(u)? },
+        2 => Scorer::NegLogDist { eps: param(u)?, p: param(u)? },
+        _ => Scorer::Additive { w: &w_buf },
     };
     let off = |u: &mut Unstructured| -> Result<usize> {
         Ok(if u.ratio(3u8, 4u8)? { u.int_in_range(0..=n_kv.saturating_add(1))? } else { size(u, 100)? })
@@ -603,30 +768,65 @@ fn attention(u: &mut Unstructured) -> Result<()> {
     let (nh, kvh, n_q, n_kv, d) = (qv.heads(), kv.heads(), qv.rows(), kv.rows(), qv.cols());
     let kl = key_len.unwrap_or(n_kv);
     let with_lse = entry == 1 || entry == 3;
-    let valid = kv.cols() == d
-        && vv.heads() == kvh
-        && vv.rows() == n_kv
-        && kvh > 0
-        && nh > 0
-        && nh % kvh == 0
-        && oo.heads == nh
-        && oo.rows == n_q
-        && oo.cols == vv.cols()
-        && scorer_valid(scorer)
-        && kl <= n_kv
-        && offset_of(mask) <= n_kv
-        && bias_entry.is_none_or(|(rows, cols, rs, hs, buf)| {
-            rows == n_q
-                && cols == n_kv
-                && (n_q == 0
-                    || n_kv == 0
-                    || (nh as u128 - 1)
-                        .saturating_mul(hs as u128)
-                        .saturating_add((n_q as u128 - 1).saturating_mul(rs as u128))
-                        .saturating_add(n_kv as u128)
-                        <= buf.len() as u128)
-        })
-        && (!with_lse || (nh as u128) * (n_q as u128) <= lse.len() as u128);
+    // The first failing check, in the order of the docs (`Attention::problem`).
+    let expected: core::result::Result<(), Error> = (|| {
+        let mismatch = |what, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(Error::ShapeMismatch { what, expected, found })
+            }
+        };
+        mismatch("k", d, kv.cols())?;
+        mismatch("v", kvh, vv.heads())?;
+        mismatch("v", n_kv, vv.rows())?;
+        if kvh == 0 || nh == 0 || nh % kvh != 0 {
+            return Err(Error::HeadGrouping { n_heads: nh, n_kv_heads: kvh });
+        }
+        mismatch("out", nh, oo.heads)?;
+        mismatch("out", n_q, oo.rows)?;
+        mismatch("out", vv.cols(), oo.cols)?;
+        if let Some(e) = scorer_error(scorer, d) {
+            return Err(e);
+        }
+        if kl > n_kv {
+            return Err(Error::OutOfRange { what: "key_len", value: kl, max: n_kv });
+        }
+        if offset_of(mask) > n_kv {
+            return Err(Error::OutOfRange { what: "offset", value: offset_of(mask), max: n_kv });
+        }
+        if let Some((rows, cols, rs, hs, buf)) = bias_entry {
+            mismatch("bias", n_q, rows)?;
+            mismatch("bias", n_kv, cols)?;
+            if nh > 0 && n_q > 0 && n_kv > 0 {
+                let needed = (nh as u128 - 1)
+                    .saturating_mul(hs as u128)
+                    .saturating_add((n_q as u128 - 1).saturating_mul(rs as u128))
+                    .saturating_add(n_kv as u128);
+                if needed > MAX {
+                    return Err(Error::Overflow { what: "bias" });
+                }
+                if needed > buf.len() as u128 {
+                    return Err(Error::BufferTooShort {
+                        what: "bias",
+                        needed: needed as usize,
+                        len: buf.len(),
+                    });
+                }
+            }
+        }
+        if with_lse {
+            let needed = nh as u128 * n_q as u128;
+            if needed > MAX {
+                return Err(Error::Overflow { what: "lse" });
+            }
+            if needed > lse.len() as u128 {
+                return Err(Error::BufferTooShort { what: "lse", needed: needed as usize, len: lse.len() });
+            }
+        }
+        Ok(())
+    })();
+    let valid = expected.is_ok();
     // Known bug: with no query rows, the kernels still loop over every head
     // (and the tiled one zeroes its scratch for each), so 2^64 heads hang.
     if valid && n_q == 0 && nh > 1 << 16 && known("heads-loop") {
@@ -659,9 +859,12 @@ fn attention(u: &mut Unstructured) -> Result<()> {
             entry_name = ["run", "run_lse", "run_heads", "run_heads+lse"][entry as usize]
         )
     };
-    match &res {
-        Ok(()) if !valid => panic!("{}: invalid per the docs, accepted", ctx()),
-        Err(e) if valid => panic!("{}: valid per the docs, rejected: {e:?}", ctx()),
+    match (&res, &expected) {
+        (Ok(()), Err(x)) => panic!("{}: invalid per the docs ({x:?}), accepted", ctx()),
+        (Err(e), Ok(())) => panic!("{}: valid per the docs, rejected: {e:?}", ctx()),
+        (Err(e), Err(x)) if !same_error(e, x) => {
+            panic!("{}: rejected with {e:?}, the docs' first failing check gives {x:?}", ctx())
+        }
         _ => {}
     }
     if let Err(e) = res {
@@ -685,13 +888,25 @@ fn attention(u: &mut Unstructured) -> Result<()> {
     let nh_rows = if n_q == 0 { 0 } else { nh };
     let bias_at = |h: usize, i: usize, j: usize| bias_entry.map(|(_, _, rs, hs, b)| b[h * hs + i * rs + j]);
     let moderate = |x: f32| x.is_finite() && (x as f64).abs() <= BIG;
-    let mut data_ok = (0..nh_rows).all(|h| (0..n_q).all(|i| qv.head(h).row(i).iter().all(|&x| moderate(x))))
+    let additive = matches!(scorer, Scorer::Additive { .. });
+    // Additive: q and k anything but NaN (tanh saturates), see below.
+    let qk_ok = |x: f32| if additive { !x.is_nan() } else { moderate(x) };
+    let mut data_ok = (0..nh_rows).all(|h| (0..n_q).all(|i| qv.head(h).row(i).iter().all(|&x| qk_ok(x))))
         && (0..if kl == 0 { 0 } else { kvh }).all(|h| {
             (0..kl).all(|j| {
-                kv.head(h).row(j).iter().all(|&x| moderate(x))
-                    && vv.head(h).row(j).iter().all(|&x| moderate(x))
+                kv.head(h).row(j).iter().all(|&x| qk_ok(x)) && vv.head(h).row(j).iter().all(|&x| moderate(x))
             })
         });
+    // Additive: `+∞ + −∞` in a column of a visible pair is a NaN score.
+    if additive && data_ok {
+        data_ok = (0..nh_rows).all(|h| {
+            (0..n_q).all(|i| {
+                let q = qv.head(h).row(i);
+                let (lo, hi) = model_range(mask, i, kl).unwrap_or((0, 0));
+                (lo..hi).all(|j| kv.head(h / group).row(j).iter().zip(q).all(|(&k, &q)| !(q + k).is_nan()))
+            })
+        });
+    }
     let mut neg_inf_bias = false;
     if bias_entry.is_some() {
         for h in 0..nh_rows {
@@ -711,6 +926,8 @@ fn attention(u: &mut Unstructured) -> Result<()> {
             (s > 2f64.powi(40), s <= 2f64.powi(40))
         }
         Scorer::NegLogDist { eps, p } => (eps == 0.0, p <= 4.0 && (eps as f64) <= 2f64.powi(100)),
+        // Documented: scores in [−‖w‖₁, ‖w‖₁], never infinite.
+        Scorer::Additive { .. } => (false, true),
         _ => (true, false),
     };
     // Known bugs, skippable (module docs): the tiled NegSqDist computes
@@ -719,11 +936,22 @@ fn attention(u: &mut Unstructured) -> Result<()> {
     // NegLogDist with p = 2^-149 computes `0^(p/2)` as `e^{ln 0 · 0}` = NaN;
     // the tiled NegLogDist without bias (linear domain) turns a largest
     // weight `1/(eps + d^p)` of about 2^-128 (eps near f32::MAX) into an
-    // infinite reciprocal, and its masked lanes into `0 · ∞` = NaN.
+    // infinite reciprocal, and its masked lanes into `0 · ∞` = NaN; the
+    // scalar NegLogDist with eps = 0 computes `−(p/2)·ln d²`, and with
+    // p = 2^-149 (p/2 rounds to 0) an exact match gives `0 · (−∞)` = NaN
+    // instead of the documented `+∞` logit.
+    // Additive: with ‖w‖₁ (in f64) within rounding of f32::MAX, the f32
+    // sum `Σ w_c tanh(q_c + k_c)` can round past f32::MAX to ±∞ although
+    // the docs say no score overflows.
     let known_bug = match scorer {
         Scorer::NegSqDist { scale } => scale_eff(scale) > 2f64.powi(40) && known("sqdist-overflow"),
+        Scorer::Additive { w } => {
+            l1_f64(w) > f32::MAX as f64 * (1.0 - gamma(d + 4)) && known("additive-l1-overflow")
+        }
         Scorer::NegLogDist { p, eps } => {
-            (p < 1e-44 && known("logdist-tiny-p")) || (eps > 1e38 && known("logdist-huge-eps"))
+            (p < 1e-44 && known("logdist-tiny-p"))
+                || (eps > 1e38 && known("logdist-huge-eps"))
+                || (p < 1e-44 && eps == 0.0 && known("logdist-tiny-p-eps0"))
         }
         _ => false,
     };
@@ -778,6 +1006,23 @@ fn attention(u: &mut Unstructured) -> Result<()> {
             if seen.is_empty() {
                 empty_row("sees only -inf biases");
                 continue;
+            }
+            if let (Scorer::Additive { w }, Some(l)) = (scorer, lse_i) {
+                // Scores in [−‖w‖₁, ‖w‖₁]: max b − ‖w‖₁ ≤ lse ≤ max b + ‖w‖₁ + ln n.
+                // The slack (64u relative) is loose: it is there for overflow.
+                let l1 = l1_f64(w);
+                let bmax =
+                    seen.iter().map(|&j| bias_at(h, i, j).unwrap_or(0.0) as f64).fold(f64::MIN, f64::max);
+                let ln_n = (seen.len() as f64).ln();
+                let slack = 64.0 * U * (l1 + bmax.abs() + ln_n + 1.0);
+                let (lo, hi) = (bmax - l1 - slack, bmax + l1 + ln_n + slack);
+                assert!(
+                    (l as f64) >= lo && (l as f64) <= hi,
+                    "{}: head {h} row {i}: lse {l:e} outside [{lo:e}, {hi:e}] (‖w‖₁ {l1:e}, max bias {bmax:e}, \
+                     {} keys): a score beyond ±‖w‖₁",
+                    ctx(),
+                    seen.len()
+                );
             }
             let slack_rel = 8.0 * gamma(2 * seen.len() + 3);
             for (c, &x) in row.iter().enumerate() {

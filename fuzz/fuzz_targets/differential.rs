@@ -4,8 +4,9 @@
 //!
 //! Input: a valid problem decoded by `valid::case` (1–6 heads with
 //! grouped-query sharing, `n_q ≤ 64`, `n_kv ≤ 300`, `d ≤ 300`, `d_v ≤ 64`,
-//! any mask, key length, optional bias with `−∞` entries, any of the three
-//! memory layouts, finite grid data with special structure).
+//! any of the four scorers — `Additive` with weights of `‖w‖₁` from ~2^-60
+//! to ~2·10³ —, any mask, key length, optional bias with `−∞` entries, any
+//! of the three memory layouts, finite grid data with special structure).
 //!
 //! Asserted (`common::check`): each kernel within the reference tolerance
 //! (NaN only where the reference is NaN; rows that see no key exactly 0 with

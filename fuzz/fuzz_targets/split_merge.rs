@@ -3,7 +3,8 @@
 //! (and of the bias), and the parts combined with `streamattn::merge` in a
 //! fuzz-chosen order and association.
 //!
-//! Input: a valid single-head problem from `valid::case` (mask `None`), a
+//! Input: a valid single-head problem from `valid::case` (mask `None`; any
+//! of the four scorers, `Additive` with its weights included), a
 //! number of keys `n ≤ n_kv` actually used (the whole runs with
 //! `key_len(n)` over a K/V cache of `n_kv` rows; each part runs with
 //! `key_len` = its length), the split points, the merge tree, a kernel for

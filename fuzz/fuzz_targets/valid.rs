@@ -13,15 +13,27 @@
 //!   tolerance `e^{2δ} − 1` stays finite), `NegLogDist` powered distances
 //!   `d^p` in `[2^-100, 2^100]` (the tiled kernel's exponential flushes below
 //!   `e^-87.3` and overflows above `e^88.7`; the reference does neither).
+//!   `Additive` scores are bounded by `‖w‖₁`, which is kept between about
+//!   `2^-60` (tiny: a nearly uniform softmax) and `2^11` (very sharp); `w`
+//!   is on a grid too (`n · 2^e`, `e ≥ −79`), so every product `w_c · tanh`
+//!   stays normal.
 //! - Bias entries are finite (`|b| ≤ 2^15`) or `−∞` (masking); never `+∞` or NaN.
 //!
 //! Special structure the decoder can ask for: queries equal to keys (exact
 //! matches, which give `NegLogDist` with `eps = 0` an infinite logit),
 //! repeated keys, near-matches one grid step apart, zero rows, constant
 //! tensors, sparse tensors, rows scaled up or down, fully `−∞` bias rows.
+//! `Additive` weights can be random, constant, sparse, dominated by one
+//! entry, of alternating sign or all zero.
+//!
+//! A decoded case is an [`Owned`]: `Case::scorer` is a `Scorer<'static>`, so
+//! the `Additive` weights are a boxed slice that `Owned` frees when dropped
+//! (a leak would trip LeakSanitizer); use it as a `Case` (`Deref`).
 
 use crate::common::{Case, Layout, Reference, Rng};
 use arbitrary::{Result, Unstructured};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use streamattn::{Mask, Scorer};
 
 /// Upper bound on `|logit|` for `Dot` and `NegSqDist` (see the module docs).
@@ -34,8 +46,47 @@ pub struct Opts {
     pub multi_head: bool,
     /// Masks and a key length; else `Mask::None` and no key length.
     pub masks: bool,
-    /// `heads · n_q · n_kv · (d + d_v)` at most this (keeps executions fast).
+    /// `heads · n_q · n_kv · (d + d_v)` at most this (keeps executions fast);
+    /// `Additive` counts each of its `d` tangents per pair as 8.
     pub budget: usize,
+}
+
+/// A decoded [`Case`] that owns the `Additive` weights its scorer borrows
+/// (as `&'static`, which `Case` requires): they are freed on drop, after the
+/// scorer is reset. Clones of the case (`Case: Clone`) must not outlive it.
+pub struct Owned {
+    case: Case,
+    w: Option<NonNull<[f32]>>,
+}
+
+impl Owned {
+    fn new(case: Case, w: Option<Box<[f32]>>) -> Owned {
+        Owned { case, w: w.map(|b| NonNull::from(Box::leak(b))) }
+    }
+}
+
+impl Deref for Owned {
+    type Target = Case;
+    fn deref(&self) -> &Case {
+        &self.case
+    }
+}
+
+impl DerefMut for Owned {
+    fn deref_mut(&mut self) -> &mut Case {
+        &mut self.case
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.case.scorer = Scorer::dot(); // no reference to the weights remains
+        if let Some(p) = self.w.take() {
+            // SAFETY: `p` came from `Box::leak` in `Owned::new` and is freed
+            // once; the only borrow of it handed out was `self.case.scorer`.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
+        }
+    }
 }
 
 /// Dimensions worth hitting exactly: tile edges (scalar tile 32, tiled 64),
@@ -119,10 +170,12 @@ fn scale(u: &mut Unstructured) -> Result<Option<f32>> {
     })
 }
 
-fn scorer(u: &mut Unstructured) -> Result<Scorer> {
-    Ok(match u.int_in_range(0u8..=2)? {
+/// A scorer; `Additive` weights come separately from [`additive_w`].
+fn scorer(u: &mut Unstructured) -> Result<Scorer<'static>> {
+    Ok(match u.int_in_range(0u8..=3)? {
         0 => Scorer::Dot { scale: scale(u)? },
         1 => Scorer::NegSqDist { scale: scale(u)? },
+        3 => Scorer::Additive { w: &[] }, // placeholder, weights decoded by `additive_w`
         _ => {
             let eps = match u.int_in_range(0u8..=4)? {
                 0 => 0.0,
@@ -139,6 +192,50 @@ fn scorer(u: &mut Unstructured) -> Result<Scorer> {
             Scorer::NegLogDist { eps, p }
         }
     })
+}
+
+/// `Additive` output weights for width `d`: grid values `n · 2^e`, with
+/// `‖w‖₁` about `2^l` for `l` from −60 (tiny) to 10 (`‖w‖₁` up to ~2·10³:
+/// a very sharp softmax). The discrete choices come from the input, the
+/// values from the generator.
+fn additive_w(u: &mut Unstructured, rng: &mut Rng, d: usize) -> Result<Vec<f32>> {
+    let mode = u.int_in_range(0u8..=7)?;
+    let range: i32 = *u.choose(&[1, 3, 15, 127, 1023])?;
+    let l = match u.int_in_range(0u8..=6)? {
+        0 => 0,
+        1 => u.int_in_range(-8i32..=4)?,
+        2 | 3 => u.int_in_range(5i32..=10)?,
+        4 => u.int_in_range(-60i32..=-9)?,
+        5 => 10,
+        _ => u.int_in_range(-3i32..=7)?,
+    };
+    let mut n: Vec<i32> = Vec::with_capacity(d);
+    let int = |rng: &mut Rng| rng.below(2 * range as usize + 1) as i32 - range;
+    match mode {
+        // Uniform integers.
+        0..=2 => n.extend((0..d).map(|_| int(rng))),
+        // One constant.
+        3 => n.resize(d, int(rng)),
+        // Sparse: mostly zero.
+        4 => n.extend((0..d).map(|_| if rng.below(6) == 0 { int(rng) } else { 0 })),
+        // One entry dominates the others.
+        5 => {
+            n.extend((0..d).map(|_| int(rng).signum()));
+            let c = rng.below(d);
+            n[c] = if rng.below(2) == 0 { 1023 } else { -1023 };
+        }
+        // Alternating signs, one magnitude.
+        6 => {
+            let m = int(rng).abs().max(1);
+            n.extend((0..d as i32).map(|c| if c % 2 == 0 { m } else { -m }));
+        }
+        // All zero: every score is exactly 0.
+        _ => n.resize(d, 0),
+    }
+    let l1: i64 = n.iter().map(|&x| x.abs() as i64).sum();
+    // 2^e · l1 in [2^l, 2^{l+1}).
+    let e = if l1 == 0 { 0 } else { l - (63 - l1.leading_zeros() as i32) };
+    Ok(n.iter().map(|&x| x as f32 * pow2(e)).collect())
 }
 
 fn mask(u: &mut Unstructured, n_q: usize, n_kv: usize) -> Result<Mask> {
@@ -169,7 +266,7 @@ fn max_abs(x: &[f32]) -> f64 {
 
 /// Decodes a valid case; `None` when the decoded numbers fall outside the
 /// range the reference's tolerance covers (the input is then skipped).
-pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
+pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
     let seed: u64 = u.arbitrary()?;
     let mut rng = Rng::new(seed);
     let (kv_heads, group) =
@@ -182,11 +279,16 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
     let n_kv = if one_in(u, 16)? { 0 } else { dim(u, 1, 300)? };
     let d = dim(u, 1, 300)?;
     let dv = dim(u, 1, 64)?;
-    let work = |n_q: usize| heads * n_q * n_kv * (d + dv);
+    let mut scorer = scorer(u)?;
+    let w = match scorer {
+        Scorer::Additive { .. } => Some(additive_w(u, &mut rng, d)?.into_boxed_slice()),
+        _ => None,
+    };
+    let per_pair = if w.is_some() { 8 * d + dv } else { d + dv };
+    let work = |n_q: usize| heads * n_q * n_kv * per_pair;
     if work(n_q) > opts.budget {
         n_q = opts.budget / work(1).max(1);
     }
-    let scorer = scorer(u)?;
     let (mask, key_len) = if opts.masks {
         let m = mask(u, n_q, n_kv)?;
         let kl = if one_in(u, 3)? { Some(u.int_in_range(0..=n_kv)?) } else { None };
@@ -299,6 +401,8 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
                 return Ok(None);
             }
         }
+        // |s| ≤ ‖w‖₁ < 2^11, whatever the data.
+        Scorer::Additive { .. } => {}
         _ => return Ok(None),
     }
 
@@ -361,7 +465,14 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Case>> {
         case.bias = Some(b);
         case.bias_shared = shared;
     }
-    Ok(Some(case))
+    let mut owned = Owned::new(case, w);
+    if let Some(p) = owned.w {
+        // SAFETY: the weights live (unmoved, unchanged) until `owned` drops,
+        // which resets the scorer before freeing them.
+        scorer = Scorer::Additive { w: unsafe { &*p.as_ptr() } };
+    }
+    owned.case.scorer = scorer;
+    Ok(Some(owned))
 }
 
 /// Rows `h * n_q + i` with a visible key whose score is NaN: `NegLogDist`
