@@ -322,11 +322,17 @@ fn scorer_error(s: Scorer, d: usize) -> Option<Error> {
             if let Some(&x) = w.iter().find(|x| !x.is_finite()) {
                 return bad("w", x);
             }
-            (l1_f64(w) > f32::MAX as f64)
+            (l1_f64(w) * growth(w.len()) > f32::MAX as f64)
                 .then_some(Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY })
         }
         _ => None,
     }
+}
+
+/// `e^{(h+1)·2⁻²⁴}`: the documented room for the rounding of the score's
+/// f32 sum (`‖w‖₁ · growth(h) ≤ f32::MAX`), computed as the crate does.
+fn growth(h: usize) -> f64 {
+    libm::exp((h as f64 + 1.0) * (1.0 / 16_777_216.0))
 }
 
 /// `‖w‖₁` summed in f64, left to right.
@@ -411,11 +417,12 @@ fn additive_w(u: &mut Unstructured, d: usize) -> Result<Vec<f32>> {
     Ok(w)
 }
 
-/// `len` weights whose `‖w‖₁` is `f32::MAX` within a few ulps of its last
-/// entry, either side: a head of about `2^127`; then pieces just over half an
+/// `len` weights whose `‖w‖₁` is the largest accepted,
+/// `f32::MAX / e^{(len+1)·2⁻²⁴}`, within a few ulps of its last entry, either
+/// side: a head of about `2^127`; then pieces just over half an
 /// ulp of the running f32 sum `Σ w_c` (so that a score whose tangents are all
 /// `±1` rounds up by almost half an ulp at each); then a filler bringing the
-/// f64 sum of magnitudes to `f32::MAX`, moved by up to two ulps. Signs all
+/// f64 sum of magnitudes to that limit, moved by up to two ulps. Signs all
 /// the same, or random; in that order or reversed.
 fn near_max(u: &mut Unstructured, g: &mut Gen, len: usize) -> Result<Vec<f32>> {
     if len == 0 {
@@ -433,7 +440,7 @@ fn near_max(u: &mut Unstructured, g: &mut Gen, len: usize) -> Result<Vec<f32>> {
         sum += piece;
     }
     if len > 1 {
-        let rest = f32::MAX as f64 - l1_f64(&w);
+        let rest = f32::MAX as f64 / growth(len) - l1_f64(&w);
         let mut f = if rest > 0.0 { rest as f32 } else { 0.0 };
         if f > 0.0 && f as f64 > rest {
             f = f32::from_bits(f.to_bits() - 1);
@@ -936,22 +943,11 @@ fn attention(u: &mut Unstructured) -> Result<()> {
     // NegLogDist with p = 2^-149 computes `0^(p/2)` as `e^{ln 0 · 0}` = NaN;
     // the tiled NegLogDist without bias (linear domain) turns a largest
     // weight `1/(eps + d^p)` of about 2^-128 (eps near f32::MAX) into an
-    // infinite reciprocal, and its masked lanes into `0 · ∞` = NaN; the
-    // scalar NegLogDist with eps = 0 computes `−(p/2)·ln d²`, and with
-    // p = 2^-149 (p/2 rounds to 0) an exact match gives `0 · (−∞)` = NaN
-    // instead of the documented `+∞` logit.
-    // Additive: with ‖w‖₁ (in f64) within rounding of f32::MAX, the f32
-    // sum `Σ w_c tanh(q_c + k_c)` can round past f32::MAX to ±∞ although
-    // the docs say no score overflows.
+    // infinite reciprocal, and its masked lanes into `0 · ∞` = NaN.
     let known_bug = match scorer {
         Scorer::NegSqDist { scale } => scale_eff(scale) > 2f64.powi(40) && known("sqdist-overflow"),
-        Scorer::Additive { w } => {
-            l1_f64(w) > f32::MAX as f64 * (1.0 - gamma(d + 4)) && known("additive-l1-overflow")
-        }
         Scorer::NegLogDist { p, eps } => {
-            (p < 1e-44 && known("logdist-tiny-p"))
-                || (eps > 1e38 && known("logdist-huge-eps"))
-                || (p < 1e-44 && eps == 0.0 && known("logdist-tiny-p-eps0"))
+            (p < 1e-44 && known("logdist-tiny-p")) || (eps > 1e38 && known("logdist-huge-eps"))
         }
         _ => false,
     };
