@@ -9,7 +9,8 @@ use core::fmt;
 /// `"out"`, `"bias"`, `"lse"` in an attention call; `"out_b"`, `"lse_a"`,
 /// `"lse_b"` in [`merge`](crate::merge); `"matrix"` or `"heads"` when a view
 /// constructor rejects its shape; `"scale"`, `"eps"`, `"p"`, `"offset"`,
-/// `"key_len"` for parameters.
+/// `"key_len"` for parameters; `"split"` for a split point of the parallel
+/// entries (feature `rayon`).
 ///
 /// ```
 /// use streamattn::{Error, MatRef};
@@ -78,9 +79,9 @@ pub enum Error {
         /// The rejected value.
         value: f32,
     },
-    /// A mask offset or key length lies beyond the number of keys.
+    /// A mask offset, key length or split point lies beyond the number of keys.
     OutOfRange {
-        /// `"offset"` or `"key_len"`.
+        /// `"offset"`, `"key_len"` or `"split"`.
         what: &'static str,
         /// The rejected value.
         value: usize,

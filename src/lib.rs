@@ -24,6 +24,11 @@
 //!   each row's log-sum-exp; [`merge`] combines results over disjoint key
 //!   ranges (split-KV).
 //! - Every bad input is an [`Error`], never a panic.
+//! - With the `rayon` feature (which needs `std`), the `par_*` entries of
+//!   [`Attention`] spread one call over rayon's thread pool: bit-identical
+//!   to the single-thread call, or with the keys split across threads
+//!   (split-KV) for decoding; see the `parallel` module. The default build is
+//!   `no_std` and single-threaded.
 //!
 //! ```
 //! use streamattn::{Attention, MatMut, MatRef, Scorer};
@@ -58,6 +63,13 @@ mod softmax;
 mod tanh;
 mod tile;
 mod view;
+
+#[cfg(feature = "rayon")]
+extern crate std;
+#[cfg(feature = "rayon")]
+pub mod parallel;
+#[cfg(feature = "rayon")]
+pub use parallel::KvSplit;
 
 pub use attention::{Attention, Bias, Kernel};
 pub use error::Error;

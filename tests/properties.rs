@@ -13,8 +13,8 @@
 //! No tolerance here is a free constant: every bound is the per-element f64
 //! reference tolerance of `tests/common` (`Case::reference()`, derived in that
 //! module's docs), combined by the triangle inequality, plus, for the merge,
-//! the rounding of the merge itself derived below from the same `U`, `γ` and
-//! `E_EXP`.
+//! the rounding of the merge itself derived in `tests/common` (`merge_bound`)
+//! from the same `U`, `γ` and `E_EXP`.
 //!
 //! Shapes come from small ranges, data from a seed (`common::Rng`); every
 //! failure message prints the generated parameters (seed included) and the
@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{gamma, Case, Layout, Reference, Rng, Strided, ADDITIVE, E_EXP, U};
+use common::{merge_bound, Case, Layout, Reference, Rng, Strided, ADDITIVE};
 use core::ops::Range;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef, Scorer};
@@ -608,83 +608,11 @@ fn run_part(
     Ok((out, lse))
 }
 
-/// `2^-149`, the spacing of f32 subnormals.
-const SUBNORMAL: f64 = 1.401298464324817e-45;
-/// `2^-140`: rounding of products in the subnormal range (as in the fuzz target).
-const UNDERFLOW: f64 = 7.174648137343064e-43;
-
-/// Bound on |merged − exact| for one row, from the partial results' reference
-/// tolerances and the rounding of the merge. Returns the per-column output
-/// bounds and the lse bound.
-///
-/// Exact: `O = c_a O_a + c_b O_b` with `c_a = 1/(1 + e^{L_b − L_a})`,
-/// `L = ln(e^{L_a} + e^{L_b})`. The crate's partials are within `t_x` (output)
-/// and `λ_x` (lse) of the references (`Case::reference()` of the sub-range).
-///
-/// - Perturbing `L_b − L_a` by at most `λ = λ_a + λ_b` multiplies `c_a` by a
-///   factor in `[e^{−λ}, e^{λ}]`.
-/// - The merge computes `w = e^{fl(L̃_x − max)}` (one weight is exactly 1),
-///   `c_x = w_x / (w_a + w_b)`: the subtraction errs by `u·|L̃_a − L̃_b|`, the
-///   exponential by `E_EXP` (relative), the sum and the division by `u` each,
-///   so `ĉ_x = c̃_x (1 + θ)`, `|θ| <= ρ = e^{u|ΔL̃| + E_EXP}(1 + u)² − 1`.
-///   Together `|ĉ_x − c_x| <= κ c_x`, `κ = (1 + ρ) e^{λ} − 1`.
-/// - `fl(ĉ_a Õ_a + ĉ_b Õ_b)` adds `γ(2)(|ĉ_a Õ_a| + |ĉ_b Õ_b|)`, plus
-///   `2^-140` for products that round in the subnormal range.
-/// - A weight `e^{−|ΔL̃|}` below `2^-126` (an lse gap above ~87) is subnormal:
-///   its error is absolute, `2^-150` from the exponential and again from the
-///   division, so `2^-149 Σ_x (|O_x| + t_x)` more.
-///
-/// So `|Ô − O| <= Σ_x [ (1+κ) c_x t_x + κ c_x |O_x| + γ(2)(1+κ) c_x (|O_x| + t_x)
-/// + 2^-149 (|O_x| + t_x) ] + 2^-140`.
-///
-/// The lse: `ln Σ e^{L_x}` is 1-Lipschitz in the max norm, so the inputs
-/// contribute `max(λ_a, λ_b)`; the sum `1 + w` has relative error at most ρ,
-/// i.e. `−ln(1 − ρ)` after the logarithm, and the logarithm and the final
-/// addition round by `u·(|L| + 1)`.
-///
-/// A partial that saw no key has lse exactly −∞ (the reference contract) and
-/// weight exactly 0, the other weight exactly 1, so the merge returns the
-/// other partial unchanged: its own tolerances are the bound. Likewise a
-/// partial with lse +∞ (an infinite logit, `NegLogDist` with `eps = 0` on an
-/// exact match) takes weight exactly 1 against a finite one and is returned
-/// unchanged. (Two +∞ partials would be averaged, which is the union's result
-/// only when both hold as many infinite logits; `plant` makes one infinite
-/// logit per row, so this does not arise here.)
-fn merge_bound(ra: &Reference, rb: &Reference, la: f32, lb: f32, row: usize, dv: usize) -> (Vec<f64>, f64) {
-    let cols = row * dv..(row + 1) * dv;
-    let (big_la, big_lb) = (ra.lse[row], rb.lse[row]);
-    if big_la == f64::NEG_INFINITY || big_lb == f64::INFINITY {
-        return (rb.tol[cols].to_vec(), rb.lse_tol[row]);
-    }
-    if big_lb == f64::NEG_INFINITY || big_la == f64::INFINITY {
-        return (ra.tol[cols].to_vec(), ra.lse_tol[row]);
-    }
-    let lam = ra.lse_tol[row] + rb.lse_tol[row];
-    let rho = (U * (la as f64 - lb as f64).abs() + E_EXP).exp() * (1.0 + U).powi(2) - 1.0;
-    let kappa = (1.0 + rho) * lam.exp() - 1.0;
-    let ca = 1.0 / (1.0 + (big_lb - big_la).exp());
-    let cb = 1.0 / (1.0 + (big_la - big_lb).exp());
-    let out = cols
-        .map(|i| {
-            let term = |c: f64, o: f64, t: f64| {
-                (1.0 + kappa) * c * t
-                    + kappa * c * o.abs()
-                    + gamma(2) * (1.0 + kappa) * c * (o.abs() + t)
-                    + SUBNORMAL * (o.abs() + t)
-            };
-            term(ca, ra.out[i], ra.tol[i]) + term(cb, rb.out[i], rb.tol[i]) + UNDERFLOW
-        })
-        .collect();
-    let big_l = big_la.max(big_lb) + (-(big_la - big_lb).abs()).exp().ln_1p();
-    let lse = ra.lse_tol[row].max(rb.lse_tol[row]) - (1.0 - rho).ln() + U * (big_l.abs() + 1.0);
-    (out, lse)
-}
-
 /// Split the keys at a random point `t` (either part may be empty), run the
 /// crate on `0..t` and `t..n_kv`, merge, and compare to the unsplit run.
 /// Mask `None` (a split of a masked problem needs per-part masks).
 ///
-/// Tolerance: the merged result is within `merge_bound` (above) of the exact
+/// Tolerance: the merged result is within `merge_bound` (`tests/common`) of the exact
 /// result, the unsplit one within the whole problem's reference tolerance;
 /// the bound between them is the sum. (The exact result is computed twice in
 /// f64, from the whole reference and from the partial ones; the two differ
@@ -737,7 +665,7 @@ fn prop_split_merge(p: Params) -> TestResult {
         let mut out_bound = vec![0.0; heads * n_q * dv];
         let mut lse_bound = vec![0.0; heads * n_q];
         for row in 0..heads * n_q {
-            let (ob_row, lb_row) = merge_bound(&ra, &rb, la[row], lb[row], row, dv);
+            let (ob_row, lb_row) = merge_bound(&ra, &rb, (la[row] as f64 - lb[row] as f64).abs(), row, dv);
             for c in 0..dv {
                 out_bound[row * dv + c] = ob_row[c] + rw.tol[row * dv + c];
             }

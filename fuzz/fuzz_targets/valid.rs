@@ -423,6 +423,8 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         mask,
         key_len,
         layout,
+        // Half the cases hand the kernels cached key norms (`key_norms`).
+        cached_norms: rng.below(2) == 0,
     };
     if let Some((shared, mode)) = bias_mode {
         let bh = if shared { 1 } else { heads };

@@ -65,7 +65,7 @@
 
 #![allow(dead_code)]
 
-use streamattn::{Attention, Bias, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+use streamattn::{Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
 
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -239,6 +239,23 @@ impl Case {
     /// Runs the crate with `kernel`; returns dense `[h][i][c]` output and
     /// `[h][i]` lse. Checks that padding of the output buffer is untouched.
     pub fn run(&self, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
+        self.run_with(kernel, |a, q, k, v, o, l| a.run_heads(q, k, v, o, l))
+    }
+
+    /// [`Case::run`] through another entry with the signature of
+    /// `run_heads` (`entry(attention, q, k, v, out, lse)`).
+    pub fn run_with(
+        &self,
+        kernel: Kernel,
+        entry: impl FnOnce(
+            &Attention<'_>,
+            HeadsRef<'_>,
+            HeadsRef<'_>,
+            HeadsRef<'_>,
+            HeadsMut<'_>,
+            Option<&mut [f32]>,
+        ) -> Result<(), Error>,
+    ) -> (Vec<f32>, Vec<f32>) {
         let q = Strided::pack(&self.q, self.heads, self.n_q, self.d, self.layout);
         let k = Strided::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout);
         let v = Strided::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout);
@@ -257,7 +274,7 @@ impl Case {
             streamattn::key_norms(k.view(), norms.view_mut()).expect("key norms");
             attn = attn.cached_key_norms(norms.view());
         }
-        attn.run_heads(q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
+        entry(&attn, q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
             .expect("valid case rejected");
         o.assert_padding_untouched();
         (o.unpack(), lse)
@@ -440,6 +457,84 @@ impl Reference {
             assert!(ok, "{what}: lse[{idx}] = {x:e}, reference {r:e}, tolerance {:e}", factor * t);
         }
     }
+}
+
+/// `2^-149`, the spacing of f32 subnormals.
+pub const SUBNORMAL: f64 = 1.401298464324817e-45;
+/// `2^-140`: rounding of products in the subnormal range (as in the fuzz target).
+pub const UNDERFLOW: f64 = 7.174648137343064e-43;
+
+/// Bound on |merged − exact| for one row (`row`, of `dv` columns) when
+/// [`streamattn::merge`] combines two partial results over disjoint key sets,
+/// from the partials' references and tolerances (`ra`, `rb`: the crate's
+/// partials must be within `ra.tol`/`ra.lse_tol` of `ra.out`/`ra.lse`, and
+/// likewise for b) and the rounding of the merge. `gap` is an upper bound on
+/// `|L̃_a − L̃_b|`, the difference of the two f32 log-sum-exps merged (that
+/// difference itself when it is known). Returns the per-column output bounds
+/// and the lse bound. The references may themselves be merged results with
+/// the bounds of an earlier merge as their tolerances: merges compose.
+///
+/// Exact: `O = c_a O_a + c_b O_b` with `c_a = 1/(1 + e^{L_b − L_a})`,
+/// `L = ln(e^{L_a} + e^{L_b})`. The crate's partials are within `t_x` (output)
+/// and `λ_x` (lse) of the references (`Case::reference()` of the sub-range).
+///
+/// - Perturbing `L_b − L_a` by at most `λ = λ_a + λ_b` multiplies `c_a` by a
+///   factor in `[e^{−λ}, e^{λ}]`.
+/// - The merge computes `w = e^{fl(L̃_x − max)}` (one weight is exactly 1),
+///   `c_x = w_x / (w_a + w_b)`: the subtraction errs by `u·|L̃_a − L̃_b|`, the
+///   exponential by `E_EXP` (relative), the sum and the division by `u` each,
+///   so `ĉ_x = c̃_x (1 + θ)`, `|θ| <= ρ = e^{u|ΔL̃| + E_EXP}(1 + u)² − 1`.
+///   Together `|ĉ_x − c_x| <= κ c_x`, `κ = (1 + ρ) e^{λ} − 1`.
+/// - `fl(ĉ_a Õ_a + ĉ_b Õ_b)` adds `γ(2)(|ĉ_a Õ_a| + |ĉ_b Õ_b|)`, plus
+///   `2^-140` for products that round in the subnormal range.
+/// - A weight `e^{−|ΔL̃|}` below `2^-126` (an lse gap above ~87) is subnormal:
+///   its error is absolute, `2^-150` from the exponential and again from the
+///   division, so `2^-149 Σ_x (|O_x| + t_x)` more.
+///
+/// So `|Ô − O| <= Σ_x [ (1+κ) c_x t_x + κ c_x |O_x| + γ(2)(1+κ) c_x (|O_x| + t_x)
+/// + 2^-149 (|O_x| + t_x) ] + 2^-140`.
+///
+/// The lse: `ln Σ e^{L_x}` is 1-Lipschitz in the max norm, so the inputs
+/// contribute `max(λ_a, λ_b)`; the sum `1 + w` has relative error at most ρ,
+/// i.e. `−ln(1 − ρ)` after the logarithm, and the logarithm and the final
+/// addition round by `u·(|L| + 1)`.
+///
+/// A partial that saw no key has lse exactly −∞ (the reference contract) and
+/// weight exactly 0, the other weight exactly 1, so the merge returns the
+/// other partial unchanged: its own tolerances are the bound. Likewise a
+/// partial with lse +∞ (an infinite logit, `NegLogDist` with `eps = 0` on an
+/// exact match) takes weight exactly 1 against a finite one and is returned
+/// unchanged. (Two +∞ partials would be averaged, which is the union's result
+/// only when both hold as many infinite logits; `plant` makes one infinite
+/// logit per row, so this does not arise here.)
+pub fn merge_bound(ra: &Reference, rb: &Reference, gap: f64, row: usize, dv: usize) -> (Vec<f64>, f64) {
+    let cols = row * dv..(row + 1) * dv;
+    let (big_la, big_lb) = (ra.lse[row], rb.lse[row]);
+    if big_la == f64::NEG_INFINITY || big_lb == f64::INFINITY {
+        return (rb.tol[cols].to_vec(), rb.lse_tol[row]);
+    }
+    if big_lb == f64::NEG_INFINITY || big_la == f64::INFINITY {
+        return (ra.tol[cols].to_vec(), ra.lse_tol[row]);
+    }
+    let lam = ra.lse_tol[row] + rb.lse_tol[row];
+    let rho = (U * gap + E_EXP).exp() * (1.0 + U).powi(2) - 1.0;
+    let kappa = (1.0 + rho) * lam.exp() - 1.0;
+    let ca = 1.0 / (1.0 + (big_lb - big_la).exp());
+    let cb = 1.0 / (1.0 + (big_la - big_lb).exp());
+    let out = cols
+        .map(|i| {
+            let term = |c: f64, o: f64, t: f64| {
+                (1.0 + kappa) * c * t
+                    + kappa * c * o.abs()
+                    + gamma(2) * (1.0 + kappa) * c * (o.abs() + t)
+                    + SUBNORMAL * (o.abs() + t)
+            };
+            term(ca, ra.out[i], ra.tol[i]) + term(cb, rb.out[i], rb.tol[i]) + UNDERFLOW
+        })
+        .collect();
+    let big_l = big_la.max(big_lb) + (-(big_la - big_lb).abs()).exp().ln_1p();
+    let lse = ra.lse_tol[row].max(rb.lse_tol[row]) - (1.0 - rho).ln() + U * (big_l.abs() + 1.0);
+    (out, lse)
 }
 
 /// Every scorer, with default and non-default parameters (the `p = 2`,

@@ -1,0 +1,143 @@
+//! The parallel entries (feature `rayon`) next to the single-thread entry,
+//! on the shapes of the issue: prefill-1k (8 heads, 1024 × 1024, d = 64 and
+//! 128) and decode-32k (8 heads, 1 query, 32768 keys, d = 128), every
+//! scorer.
+//!
+//! Per shape and scorer: `single` is `run_heads` on the calling thread,
+//! `par2` is `par_run_heads` on a pool of 2 threads (bit-identical to
+//! `single`); decode also has `par2-split`, `par_run_heads_split` with each
+//! head's keys split in two (16 tasks), which is what a decode with fewer
+//! key/value heads than threads relies on.
+//!
+//! Throughput as in `benches/attention.rs`: elements = floating-point
+//! operations, `4 · n_q · n_kv · d` per head, so `Gelem/s` reads as GFLOP/s;
+//! decode counts the bytes of K and V read, so `GiB/s` is read bandwidth.
+//!
+//! Run: `cargo bench --features rayon --bench parallel` (about 2 minutes),
+//! `STREAMATTN_BENCH_QUICK=1` for a smoke run (small shapes, short
+//! measurements).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Duration;
+use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit, Scorer};
+
+struct Shape {
+    name: &'static str,
+    heads: usize,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape { name: "prefill-1k-d64", heads: 8, n_q: 1024, n_kv: 1024, d: 64 },
+    Shape { name: "prefill-1k-d128", heads: 8, n_q: 1024, n_kv: 1024, d: 128 },
+    Shape { name: "decode-32k-d128", heads: 8, n_q: 1, n_kv: 32768, d: 128 },
+];
+
+const QUICK: &[Shape] = &[
+    Shape { name: "quick-256-d64", heads: 4, n_q: 256, n_kv: 256, d: 64 },
+    Shape { name: "quick-decode-4k", heads: 4, n_q: 1, n_kv: 4096, d: 64 },
+];
+
+fn scorers() -> [(&'static str, Scorer); 3] {
+    [("dot", Scorer::dot()), ("sqdist", Scorer::neg_sq_dist()), ("logdist", Scorer::neg_log_dist())]
+}
+
+/// Deterministic data in [-1, 1).
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+struct Buffers {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// Which entry a benchmark calls.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// `run_heads`.
+    Single,
+    /// `par_run_heads`.
+    Parallel,
+    /// `par_run_heads_split` with one split point.
+    SplitAt(usize),
+}
+
+impl Buffers {
+    fn new(s: &Shape) -> Self {
+        Buffers {
+            q: data(s.heads * s.n_q * s.d, 1),
+            k: data(s.heads * s.n_kv * s.d, 2),
+            v: data(s.heads * s.n_kv * s.d, 3),
+            out: vec![0.0; s.heads * s.n_q * s.d],
+        }
+    }
+
+    fn run(&mut self, s: &Shape, attn: &Attention<'_>, entry: Entry) {
+        let q = HeadsRef::heads_major(&self.q, s.heads, s.n_q, s.d).unwrap();
+        let k = HeadsRef::heads_major(&self.k, s.heads, s.n_kv, s.d).unwrap();
+        let v = HeadsRef::heads_major(&self.v, s.heads, s.n_kv, s.d).unwrap();
+        let out = HeadsMut::heads_major(&mut self.out, s.heads, s.n_q, s.d).unwrap();
+        match entry {
+            Entry::Single => attn.run_heads(q, k, v, out, None),
+            Entry::Parallel => attn.par_run_heads(q, k, v, out, None),
+            Entry::SplitAt(t) => attn.par_run_heads_split(q, k, v, out, None, KvSplit::At(&[t])),
+        }
+        .unwrap();
+        black_box(&self.out);
+    }
+}
+
+fn throughput(s: &Shape) -> Throughput {
+    if s.n_q == 1 {
+        Throughput::Bytes((2 * s.heads * s.n_kv * s.d * 4) as u64)
+    } else {
+        Throughput::Elements((4 * s.heads * s.n_q * s.n_kv * s.d) as u64)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let shapes = if quick { QUICK } else { SHAPES };
+    for s in shapes {
+        let mut g = c.benchmark_group(s.name);
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
+        g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+        g.throughput(throughput(s));
+        let mut b = Buffers::new(s);
+        let mut entries = vec![("single", Entry::Single), ("par2", Entry::Parallel)];
+        if s.n_q == 1 {
+            entries.push(("par2-split", Entry::SplitAt(s.n_kv / 2)));
+        }
+        for (name, scorer) in scorers() {
+            let attn = Attention::new(scorer);
+            for &(label, entry) in &entries {
+                // The single-thread entry runs on the calling thread, the
+                // parallel ones on the pool of 2.
+                g.bench_function(BenchmarkId::new(name, label), |bench| match entry {
+                    Entry::Single => bench.iter(|| b.run(s, &attn, entry)),
+                    _ => bench.iter(|| pool.install(|| b.run(s, &attn, entry))),
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
