@@ -41,8 +41,16 @@ const QUICK: &[Shape] = &[
     Shape { name: "quick-decode-4k", heads: 4, n_q: 1, n_kv: 4096, d: 64 },
 ];
 
-fn scorers() -> [(&'static str, Scorer); 3] {
-    [("dot", Scorer::dot()), ("sqdist", Scorer::neg_sq_dist()), ("logdist", Scorer::neg_log_dist())]
+/// Every scorer; `Additive` with `h = d` and `w ∈ [−1, 1)/√d`, as in
+/// benches/attention.rs.
+fn scorers(d: usize) -> [(&'static str, Scorer<'static>); 4] {
+    let w: Vec<f32> = data(d, 4).iter().map(|x| x / (d as f32).sqrt()).collect();
+    [
+        ("dot", Scorer::dot()),
+        ("sqdist", Scorer::neg_sq_dist()),
+        ("logdist", Scorer::neg_log_dist()),
+        ("additive", Scorer::additive(w.leak())),
+    ]
 }
 
 /// Deterministic data in [-1, 1).
@@ -124,7 +132,7 @@ fn bench(c: &mut Criterion) {
         if s.n_q == 1 {
             entries.push(("par2-split", Entry::SplitAt(s.n_kv / 2)));
         }
-        for (name, scorer) in scorers() {
+        for (name, scorer) in scorers(s.d) {
             let attn = Attention::new(scorer);
             for &(label, entry) in &entries {
                 // The single-thread entry runs on the calling thread, the
