@@ -117,9 +117,43 @@ fn throughput(s: &Shape) -> Throughput {
     }
 }
 
+/// Sum of a buffer with 4 independent 16-lane accumulators (as in
+/// benches/attention.rs): streams at the read bandwidth.
+fn read_all(data: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; 16]; 4];
+    for chunk in data.chunks_exact(64) {
+        for (a, c) in acc.iter_mut().zip(chunk.chunks_exact(16)) {
+            for (x, y) in a.iter_mut().zip(c) {
+                *x += y;
+            }
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+/// DRAM read bandwidth of one thread and of two (each summing half of a
+/// buffer far larger than the caches): the ceiling for decode on 1 and 2
+/// threads, measured in the same run.
+fn bandwidth(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
+    let n = if quick { 1 << 22 } else { 1 << 26 };
+    let data = data(n, 9);
+    let mut g = c.benchmark_group("read-bandwidth");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
+    g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+    g.throughput(Throughput::Bytes((n * 4) as u64));
+    g.bench_function("single", |b| b.iter(|| black_box(read_all(&data))));
+    let (lo, hi) = data.split_at(n / 2);
+    g.bench_function("par2", |b| {
+        b.iter(|| pool.install(|| black_box(rayon::join(|| read_all(lo), || read_all(hi)))))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    bandwidth(c, &pool, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
         let mut g = c.benchmark_group(s.name);
