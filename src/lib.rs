@@ -22,7 +22,8 @@
 //!   caller's buffers, so KV caches are read in place.
 //! - [`Attention`] runs one head or many (grouped-query), optionally reporting
 //!   each row's log-sum-exp; [`merge`] combines results over disjoint key
-//!   ranges (split-KV).
+//!   ranges (split-KV); [`key_norms`] and [`Attention::cached_key_norms`]
+//!   let a KV cache keep the key norms the distance scorers need.
 //! - Every bad input is an [`Error`], never a panic.
 //! - With the `rayon` feature (which needs `std`), the `par_*` entries of
 //!   [`Attention`] spread one call over rayon's thread pool: bit-identical
