@@ -175,7 +175,9 @@ impl<'a> MatMut<'a> {
 }
 
 /// A read-only stack of `heads` matrices of `rows × cols` (one per head) with a
-/// head stride and a row stride; see the [module docs](self) for the layouts.
+/// head stride and a row stride: [`heads_major`](Self::heads_major) for
+/// `[heads, seq, d]` buffers, [`seq_major`](Self::seq_major) for `[seq, heads, d]`,
+/// [`new`](Self::new) for any other strides.
 ///
 /// ```
 /// use streamattn::HeadsRef;
