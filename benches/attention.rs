@@ -16,7 +16,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
+
+mod common;
+use common::{data, read_all, scorers};
 
 struct Shape {
     name: &'static str,
@@ -41,31 +44,6 @@ const QUICK: &[Shape] = &[
     Shape { name: "quick-256-d64", heads: 2, kv_heads: 2, n_q: 256, n_kv: 256, d: 64, causal: false },
     Shape { name: "quick-decode-4k", heads: 4, kv_heads: 2, n_q: 1, n_kv: 4096, d: 64, causal: false },
 ];
-
-/// Every scorer with its default parameters; `Additive` with `h = d` and
-/// output weights drawn in `[−1, 1)/√d` (so `q`, `k` act as the projections).
-fn scorers(d: usize) -> [(&'static str, Scorer<'static>); 4] {
-    let w: Vec<f32> = data(d, 4).iter().map(|x| x / (d as f32).sqrt()).collect();
-    [
-        ("dot", Scorer::dot()),
-        ("sqdist", Scorer::neg_sq_dist()),
-        ("logdist", Scorer::neg_log_dist()),
-        ("additive", Scorer::additive(w.leak())),
-    ]
-}
-
-/// Deterministic data in [-1, 1).
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 struct Buffers {
     q: Vec<f32>,
@@ -184,20 +162,6 @@ fn unfused(
             1,
         );
     }
-}
-
-/// Sum of a buffer with 4 independent 16-lane accumulators: lane-wise adds
-/// vectorise without reassociation, so this streams at the read bandwidth.
-fn read_all(data: &[f32]) -> f32 {
-    let mut acc = [[0.0f32; 16]; 4];
-    for chunk in data.chunks_exact(64) {
-        for (a, c) in acc.iter_mut().zip(chunk.chunks_exact(16)) {
-            for (x, y) in a.iter_mut().zip(c) {
-                *x += y;
-            }
-        }
-    }
-    acc.iter().flatten().sum()
 }
 
 /// Single-core read bandwidth from DRAM (a buffer far larger than the caches),

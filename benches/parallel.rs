@@ -20,7 +20,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit, Scorer};
+use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit};
+
+mod common;
+use common::{data, read_all, scorers};
 
 struct Shape {
     name: &'static str,
@@ -40,31 +43,6 @@ const QUICK: &[Shape] = &[
     Shape { name: "quick-256-d64", heads: 4, n_q: 256, n_kv: 256, d: 64 },
     Shape { name: "quick-decode-4k", heads: 4, n_q: 1, n_kv: 4096, d: 64 },
 ];
-
-/// Every scorer; `Additive` with `h = d` and `w ∈ [−1, 1)/√d`, as in
-/// benches/attention.rs.
-fn scorers(d: usize) -> [(&'static str, Scorer<'static>); 4] {
-    let w: Vec<f32> = data(d, 4).iter().map(|x| x / (d as f32).sqrt()).collect();
-    [
-        ("dot", Scorer::dot()),
-        ("sqdist", Scorer::neg_sq_dist()),
-        ("logdist", Scorer::neg_log_dist()),
-        ("additive", Scorer::additive(w.leak())),
-    ]
-}
-
-/// Deterministic data in [-1, 1).
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 struct Buffers {
     q: Vec<f32>,
@@ -115,20 +93,6 @@ fn throughput(s: &Shape) -> Throughput {
     } else {
         Throughput::Elements((4 * s.heads * s.n_q * s.n_kv * s.d) as u64)
     }
-}
-
-/// Sum of a buffer with 4 independent 16-lane accumulators (as in
-/// benches/attention.rs): streams at the read bandwidth.
-fn read_all(data: &[f32]) -> f32 {
-    let mut acc = [[0.0f32; 16]; 4];
-    for chunk in data.chunks_exact(64) {
-        for (a, c) in acc.iter_mut().zip(chunk.chunks_exact(16)) {
-            for (x, y) in a.iter_mut().zip(c) {
-                *x += y;
-            }
-        }
-    }
-    acc.iter().flatten().sum()
 }
 
 /// DRAM read bandwidth of one thread and of two (each summing half of a
