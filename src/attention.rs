@@ -162,6 +162,21 @@ pub enum Kernel {
     TiledX16,
 }
 
+impl Kernel {
+    /// Runs a validated problem on this kernel: every head into `out` (laid
+    /// out by `layout`) and, if given, the log-sum-exps `lse[h * n_q + i]`.
+    pub(crate) fn compute(self, p: &Problem<'_>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
+        match self {
+            Kernel::Scalar => scalar::run(p, out, layout, lse),
+            Kernel::Tiled => tile::native(p, out, layout, lse),
+            Kernel::TiledX1 => tile::x1(p, out, layout, lse),
+            Kernel::TiledX4 => tile::x4(p, out, layout, lse),
+            Kernel::TiledX8 => tile::x8(p, out, layout, lse),
+            Kernel::TiledX16 => tile::x16(p, out, layout, lse),
+        }
+    }
+}
+
 impl<'b> Attention<'b> {
     /// Attention with `scorer`, no mask, every key, no bias.
     pub const fn new(scorer: Scorer<'b>) -> Self {
@@ -307,15 +322,7 @@ impl<'b> Attention<'b> {
         if problem.q.rows() == 0 {
             return Ok(()); // nothing to do, however many (empty) heads the views have
         }
-        let (data, layout) = (out.data, &out.layout);
-        match self.kernel {
-            Kernel::Scalar => scalar::run(&problem, data, layout, lse),
-            Kernel::Tiled => tile::native(&problem, data, layout, lse),
-            Kernel::TiledX1 => tile::x1(&problem, data, layout, lse),
-            Kernel::TiledX4 => tile::x4(&problem, data, layout, lse),
-            Kernel::TiledX8 => tile::x8(&problem, data, layout, lse),
-            Kernel::TiledX16 => tile::x16(&problem, data, layout, lse),
-        }
+        self.kernel.compute(&problem, out.data, &out.layout, lse);
         Ok(())
     }
 

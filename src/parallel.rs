@@ -59,7 +59,7 @@
 use crate::attention::Problem;
 use crate::softmax::merge_row;
 use crate::view::Layout;
-use crate::{scalar, tile, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef};
+use crate::{tile, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef};
 use core::ops::Range;
 use rayon::prelude::*;
 use std::vec;
@@ -69,13 +69,15 @@ use std::vec::Vec;
 /// more, see [`units`]). The tiled kernel processes a head's rows in blocks
 /// of 512 (or, for heads wider than its packed tile, of one micro-block of 4
 /// or 6 rows), and a row's tiles and arithmetic depend on the block it is in:
-/// a task must start on a block boundary of the single-thread call. 1536 is a
-/// multiple of 512, 4 and 6, so every task of every lane width starts on one.
-const ROW_ALIGN: usize = 1536;
+/// a task must start on a block boundary of the single-thread call. Three
+/// blocks, 1536 rows, are a multiple of 4 and 6 too, so every task of every
+/// lane width starts on one.
+const ROW_ALIGN: usize = 3 * tile::QB;
+const _: () = assert!(ROW_ALIGN.is_multiple_of(4) && ROW_ALIGN.is_multiple_of(6));
 /// The tiled kernel takes its decode path when the query heads sharing a
-/// key/value head have at most this many rows in all (`tile::decode::ROWS`).
-/// A prefill task keeps more rows than this, so it takes the prefill path too.
-const DECODE_ROWS: usize = 8;
+/// key/value head have at most this many rows in all. A prefill task keeps
+/// more rows than this, so it takes the prefill path too.
+const DECODE_ROWS: usize = tile::DECODE_ROWS;
 /// Query rows per task of the scalar path (its rows are independent).
 const SCALAR_ROWS: usize = 64;
 /// Below this many multiply-adds (`heads · n_q · key_len · (d + d_v)`) a call
@@ -412,18 +414,6 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-/// Runs the kernel the call chose on a (sub-)problem.
-fn compute(kernel: Kernel, p: &Problem<'_>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
-    match kernel {
-        Kernel::Scalar => scalar::run(p, out, layout, lse),
-        Kernel::Tiled => tile::native(p, out, layout, lse),
-        Kernel::TiledX1 => tile::x1(p, out, layout, lse),
-        Kernel::TiledX4 => tile::x4(p, out, layout, lse),
-        Kernel::TiledX8 => tile::x8(p, out, layout, lse),
-        Kernel::TiledX16 => tile::x16(p, out, layout, lse),
-    }
-}
-
 /// Heads `heads`, rows `rows` of a validated view (same strides, data from
 /// the first element of the selection).
 fn sub_view<'a>(x: HeadsRef<'a>, heads: Range<usize>, rows: Range<usize>) -> HeadsRef<'a> {
@@ -537,14 +527,14 @@ fn copy_lse(lse: &mut [f32], n_q: usize, u: &Unit, src: &[f32]) {
 fn run_units(kernel: Kernel, p: &Problem<'_>, units: &[Unit], out: HeadsMut<'_>, lse: Option<&mut [f32]>) {
     let work = (p.q.heads() * p.q.rows()).saturating_mul(p.key_len).saturating_mul(p.q.cols() + p.v.cols());
     if units.len() <= 1 || work < MIN_WORK {
-        return compute(kernel, p, out.data, &out.layout, lse);
+        return kernel.compute(p, out.data, &out.layout, lse);
     }
     let (ol, d_v) = (out.layout, p.v.cols());
     let want_lse = lse.is_some();
     let mut lses: Vec<Vec<f32>> =
         units.iter().map(|u| vec![0.0; if want_lse { u.heads.len() * u.rows.len() } else { 0 }]).collect();
     let task = |u: &Unit, o: &mut [f32], layout: &Layout, l: &mut Vec<f32>| {
-        compute(kernel, &unit_problem(p, u), o, layout, want_lse.then_some(&mut l[..]));
+        kernel.compute(&unit_problem(p, u), o, layout, want_lse.then_some(&mut l[..]));
     };
     match disjoint_spans(&ol, units) {
         Some(spans) => {
@@ -635,7 +625,7 @@ fn compute_part(
         let (r0, ng) = (rows.start - u.rows.start, rows.len());
         let layout = Layout { heads: nh, rows: ng, cols: d_v, head_stride: nr * d_v, row_stride: d_v };
         let mut group_lse = vec![0.0; nh * ng];
-        compute(kernel, &sp, &mut out[r0 * d_v..], &layout, Some(&mut group_lse));
+        kernel.compute(&sp, &mut out[r0 * d_v..], &layout, Some(&mut group_lse));
         for (h, l) in group_lse.chunks_exact(ng).enumerate() {
             lse[h * nr + r0..][..ng].copy_from_slice(l);
         }

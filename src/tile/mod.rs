@@ -64,7 +64,10 @@ const KT_CAP: usize = 16384;
 #[cfg(not(any(target_feature = "sse2", target_feature = "neon", target_feature = "simd128")))]
 const KT_CAP: usize = 4096;
 /// Query rows per block: each packed tile serves this many rows.
-const QB: usize = 512;
+pub(crate) const QB: usize = 512;
+/// The decode path takes the query heads that share a key/value head when
+/// they have at most this many rows in all.
+pub(crate) use decode::ROWS as DECODE_ROWS;
 
 /// Register blocks per width: (rows, key vectors, output vectors).
 /// AVX-512 has 32 vector registers: 4 × 4 accumulators. AVX2, SSE2 and NEON
@@ -105,7 +108,7 @@ pub(crate) struct At {
 
 /// Computes every head of `problem` into `out` (laid out by `out_layout`)
 /// and, if given, the log-sum-exps `lse[h * n_q + i]`. When the query heads
-/// that share a key/value head have at most [`decode::ROWS`] rows in all, they
+/// that share a key/value head have at most [`DECODE_ROWS`] rows in all, they
 /// go through the decode kernel together (one pass over that K and V);
 /// otherwise each head goes through the blocked prefill loop.
 pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
@@ -120,9 +123,9 @@ pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     }
     // Additive scores cost `h` tangents per pair whatever the path: the
     // prefill loop, with keys as the SIMD dimension, serves decode too.
-    if g * n_q <= decode::ROWS && !matches!(problem.kind, Kind::Additive { .. }) {
+    if g * n_q <= DECODE_ROWS && !matches!(problem.kind, Kind::Additive { .. }) {
         for hk in 0..n_heads / g {
-            let mut rows = [At { h: 0, i: 0 }; decode::ROWS];
+            let mut rows = [At { h: 0, i: 0 }; DECODE_ROWS];
             let mut n = 0;
             for h in hk * g..(hk + 1) * g {
                 for i in 0..n_q {
