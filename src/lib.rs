@@ -48,7 +48,7 @@
 //! # Ok::<(), streamattn::Error>(())
 //! ```
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod attention;
@@ -56,6 +56,7 @@ mod error;
 mod exp;
 mod mask;
 mod norms;
+mod prefetch;
 mod project;
 mod scalar;
 mod scorer;
