@@ -11,17 +11,24 @@
 //! not once per query head. Each tile of scores then goes through the same
 //! softmax and P·V steps as the prefill loop ([`super::update`]).
 //!
-//! From three rows on, the dot products take blocks of [`key_block`] keys,
-//! so that each query vector loaded serves several keys: with one key at a
-//! time the loop was bound by loads (R + 1 loads for R multiply-adds), and
-//! blocking made it about 1.3× faster on cached data at four rows. Blocked
-//! loads interleave several key rows, which the hardware prefetcher follows
-//! badly, so those passes also ask for the key rows [`AHEAD`] ahead and for
-//! the tile's value rows (`prefetch`). Measured side by side at
-//! gqa-decode-32k (four rows a pass), DRAM throughput went from 6.5–9.7 to
-//! 11.8–14.2 GiB/s, and with eight rows from 4.4–5.7 to 9.3–10.3 GiB/s.
-//! One and two rows keep the single-key loop without prefetch: blocking or
-//! prefetching them measured no faster (one row) or 5–10% slower (two).
+//! From three rows on, two changes (each measured side by side with the
+//! previous kernel at gqa-decode-32k, 32 query heads over 8 KV heads):
+//!
+//! - the dot products take blocks of [`key_block`] keys, so that each query
+//!   vector loaded serves several keys: one key at a time, the loop was bound
+//!   by loads (R + 1 loads for R multiply-adds); on cached data, blocking
+//!   made four rows 1.3× faster;
+//! - the pass asks for the key rows [`AHEAD`] ahead and for the tile's value
+//!   rows (module `prefetch`). With more arithmetic per key the core falls
+//!   behind the hardware prefetcher, and blocked loads, which interleave
+//!   several key rows, are a pattern it follows badly.
+//!
+//! Together, with AVX-512, four rows a pass went from 6.5–9.7 to 11.8–14.2
+//! GiB/s and eight rows from 4.4–5.7 to 9.3–10.3 GiB/s; with AVX2, four rows
+//! from 5.7–6.2 to 12.1–12.7 and eight rows (prefetch alone) from 4.5–5.3 to
+//! 7.7–8.3. One and two rows keep the single-key loop without prefetch:
+//! blocking or prefetching them measured no faster with one row and 5–10%
+//! slower with two.
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
@@ -62,9 +69,8 @@ pub(crate) fn rows<V: Vector>(
 
 /// Keys per block of the dot products with `rows` rows: `rows × block`
 /// accumulators, `block` key vectors and, with norms, `block` more, within
-/// the register file. One or two rows load a query vector per key vector
-/// anyway at a bandwidth the loop keeps up with; blocking them measured
-/// slower from DRAM (the hardware prefetcher), so they stay at one key.
+/// the register file (32 vectors with AVX-512, 16 otherwise). One or two
+/// rows stay at one key (module docs).
 pub(crate) const fn key_block(lanes: usize, rows: usize) -> usize {
     match (lanes, rows) {
         (_, 0..=2) | (1, _) => 1,
@@ -99,7 +105,8 @@ fn pass<V: Vector, const R: usize>(
     let q = at.map(|a| &p.q.head(a.h).row(a.i)[..d]);
     let cached = p.norms.map(|n| n.head(hk));
     let norms = needs_norms(p.kind) && cached.is_none();
-    let blocked = key_block(V::LANES, R) > 1;
+    // Three rows and more (measured above; `AHEAD` rows of keys).
+    let ahead_too = R >= 3;
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
     for t0 in (lo..hi).step_by(TK) {
@@ -114,7 +121,7 @@ fn pass<V: Vector, const R: usize>(
             }
             prefetch::l2(v.row(t0 + j));
         };
-        dots::<V, R>(&q, |j| &k.row(t0 + j)[..d], first..last, &mut s, &mut kn, norms, blocked, ahead);
+        dots::<V, R>(&q, |j| &k.row(t0 + j)[..d], first..last, &mut s, &mut kn, norms, ahead_too, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         super::key_terms(p.kind, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
