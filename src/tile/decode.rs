@@ -44,7 +44,7 @@ use core::ops::Range;
 /// Most rows in one pass.
 pub(crate) const ROWS: usize = 8;
 
-/// How many key rows ahead the blocked passes prefetch.
+/// How many key rows ahead passes of three rows and more prefetch.
 const AHEAD: usize = 4;
 
 /// Computes the rows `at` (at most [`ROWS`], all reading the same key/value
@@ -105,8 +105,6 @@ fn pass<V: Vector, const R: usize>(
     let q = at.map(|a| &p.q.head(a.h).row(a.i)[..d]);
     let cached = p.norms.map(|n| n.head(hk));
     let norms = needs_norms(p.kind) && cached.is_none();
-    // Three rows and more (measured above; `AHEAD` rows of keys).
-    let ahead_too = R >= 3;
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
     for t0 in (lo..hi).step_by(TK) {
@@ -115,13 +113,16 @@ fn pass<V: Vector, const R: usize>(
         let first = seen.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
         let Some(first) = first else { continue };
         let last = seen.iter().map(|r| r.end).max().unwrap_or(0);
+        // Prefetch from three rows on (module docs); `R` is a constant.
         let ahead = |j: usize| {
-            if t0 + j + AHEAD < p.key_len {
-                prefetch::l1(&k.row(t0 + j + AHEAD)[..d]);
+            if R >= 3 {
+                if t0 + j + AHEAD < p.key_len {
+                    prefetch::l1(&k.row(t0 + j + AHEAD)[..d]);
+                }
+                prefetch::l2(v.row(t0 + j));
             }
-            prefetch::l2(v.row(t0 + j));
         };
-        dots::<V, R>(&q, |j| &k.row(t0 + j)[..d], first..last, &mut s, &mut kn, norms, ahead_too, ahead);
+        dots::<V, R>(&q, |j| &k.row(t0 + j)[..d], first..last, &mut s, &mut kn, norms, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         super::key_terms(p.kind, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
@@ -143,9 +144,8 @@ fn pass<V: Vector, const R: usize>(
 
 /// Dot products of the `R` rows with the keys `range` (tile coordinates)
 /// into `s[r][j]`, and with `norms` the keys' squared norms into `kn[j]`:
-/// blocks of [`key_block`] keys, then one at a time. With `prefetch`, calls
-/// `ahead(j)` before reading key `j`.
-#[allow(clippy::too_many_arguments)]
+/// blocks of [`key_block`] keys, then one at a time. Calls `ahead(j)` before
+/// reading key `j`.
 #[inline(always)]
 fn dots<'k, V: Vector, const R: usize>(
     q: &[&[f32]; R],
@@ -154,7 +154,6 @@ fn dots<'k, V: Vector, const R: usize>(
     s: &mut [[f32; TK]; R],
     kn: &mut [f32; TK],
     norms: bool,
-    prefetch: bool,
     ahead: impl Fn(usize),
 ) {
     let mut j = range.start;
@@ -163,9 +162,7 @@ fn dots<'k, V: Vector, const R: usize>(
             while range.end - j >= $kb {
                 let mut k: [&[f32]; $kb] = [&[]; $kb];
                 for b in 0..$kb {
-                    if prefetch {
-                        ahead(j + b);
-                    }
+                    ahead(j + b);
                     k[b] = keys(j + b);
                 }
                 let (dots, k_norms) = block::<V, R, $kb, $n>(q, k);
@@ -230,7 +227,7 @@ fn block<V: Vector, const R: usize, const KB: usize, const N: bool>(
         for r in 0..R {
             dots[r][b] = acc[r][b].reduce_add();
         }
-        norms[b] = nacc[b].reduce_add();
+        norms[b] = if N { nacc[b].reduce_add() } else { 0.0 };
     }
     (dots, norms)
 }
