@@ -5,9 +5,6 @@
 //! with the measurements). On x86-64 it is `prefetcht0` (into L1) or
 //! `prefetcht1` (into L2), one per 64-byte line; elsewhere it does nothing.
 
-/// Floats per 64-byte cache line.
-const LINE: usize = 16;
-
 /// Asks for the lines of `x` in the first-level cache.
 #[inline(always)]
 pub(crate) fn l1(x: &[f32]) {
@@ -26,6 +23,8 @@ fn lines<const L1: bool>(x: &[f32]) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        /// Floats per 64-byte cache line.
+        const LINE: usize = 16;
         // Every line the slice touches: its first float, then every 16th,
         // then its last (the slice need not start on a line).
         let last = x.len().checked_sub(1);
