@@ -5,36 +5,36 @@
 //! with the measurements). On x86-64 it is `prefetcht0` (into L1) or
 //! `prefetcht1` (into L2), one per 64-byte line; elsewhere it does nothing.
 
+/// Bytes per cache line.
+const LINE: usize = 64;
+
 /// Asks for the lines of `x` in the first-level cache.
 #[inline(always)]
 pub(crate) fn l1(x: &[f32]) {
-    lines::<true>(x)
+    ask::<true>(x)
 }
 
 /// Asks for the lines of `x` in the second-level cache.
 #[inline(always)]
 pub(crate) fn l2(x: &[f32]) {
-    lines::<false>(x)
+    ask::<false>(x)
 }
 
 #[inline(always)]
 #[allow(unsafe_code)]
-fn lines<const L1: bool>(x: &[f32]) {
+fn ask<const L1: bool>(x: &[f32]) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
-        /// Floats per 64-byte cache line.
-        const LINE: usize = 16;
-        // Every line the slice touches: its first float, then every 16th,
-        // then its last (the slice need not start on a line).
-        let last = x.len().checked_sub(1);
-        let at = (0..x.len()).step_by(LINE).chain(last);
-        for i in at {
-            let p = x[i..].as_ptr().cast::<i8>();
+        let first = x.as_ptr().cast::<i8>();
+        let skew = first as usize % LINE;
+        for n in 0..lines(skew, x.len()) {
+            // Pointer arithmetic only (wrapping: no dereference).
+            let p = first.wrapping_sub(skew).wrapping_add(n * LINE);
             // SAFETY: `_mm_prefetch` needs SSE, which this block is compiled
             // only with (`cfg` above). It is a hint: it has no effect the
             // program can observe but timing, and never faults, whatever the
-            // address; here the address is in bounds of `x` anyway.
+            // address (here, the start of a line that holds part of `x`).
             unsafe {
                 if L1 {
                     _mm_prefetch::<_MM_HINT_T0>(p)
@@ -48,9 +48,40 @@ fn lines<const L1: bool>(x: &[f32]) {
     let _ = x;
 }
 
+/// Lines touched by `len` floats that start `skew` bytes into a line: from
+/// the line of the first byte to that of the last. A count, so that the
+/// prefetch loop is a few instructions a line: an iterator of indices chained
+/// with the last one did not inline into the decode pass, and on cached data
+/// four rows a pass ran 1.25× faster without it (tile/decode.rs).
+#[cfg_attr(not(all(target_arch = "x86_64", target_feature = "sse")), allow(dead_code))]
+const fn lines(skew: usize, len: usize) -> usize {
+    match len {
+        0 => 0,
+        _ => (skew + 4 * len - 1) / LINE + 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_of_the_slice_is_counted_once() {
+        for skew in (0..LINE).step_by(4) {
+            for len in 0..100 {
+                // The lines of bytes skew..skew + 4 len, one byte at a time
+                // (in order: a new line is a change of line index).
+                let mut touched = 0;
+                let mut line = usize::MAX;
+                for b in skew..skew + 4 * len {
+                    if b / LINE != line {
+                        (touched, line) = (touched + 1, b / LINE);
+                    }
+                }
+                assert_eq!(lines(skew, len), touched, "skew {skew}, len {len}");
+            }
+        }
+    }
 
     #[test]
     fn any_slice_is_left_as_it_was() {

@@ -29,6 +29,22 @@
 //! 7.7–8.3. One and two rows keep the single-key loop without prefetch:
 //! blocking or prefetching them measured no faster with one row and 5–10%
 //! slower with two.
+//!
+//! A prefetch loop of a few instructions a line (module `prefetch`) then made
+//! four rows 1.25× faster and eight rows 1.26× on cached data (K and V in L2;
+//! 1.21× and 1.07× with AVX2); from DRAM, measured in one process alternating
+//! with the previous loop (12 rounds with AVX-512, 8 with AVX2, paired
+//! medians), eight rows gained 1.15× with AVX-512 and 1.05× with AVX2, four
+//! rows moved 0.98× and 0.94×.
+//!
+//! Measured slower, and left out: prefetching the next tile's keys during
+//! P·V, in place of the keys ahead or on top of them (0.8–0.92× at four
+//! rows); values only, with the keys left to the hardware prefetcher
+//! (0.7–0.8×); every other line; a software pipelined pass that interleaves
+//! the dot products of tile t + 1 with P·V of tile t a few keys at a time, so
+//! that K and V stream in lockstep (a pure read in that pattern beats a tile
+//! of K then a tile of V by 1.2–1.4×, but the pass, with its output rows in
+//! memory, ran at 0.5–0.9×).
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
