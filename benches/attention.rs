@@ -164,8 +164,16 @@ fn unfused(
     }
 }
 
-/// Single-core read bandwidth from DRAM (a buffer far larger than the caches),
-/// the ceiling for decode: it reads K and V once.
+/// Reads `k` and `v` alternately, `rows` rows of 128 floats of each at a
+/// time (`rows` = 128: the order in which a decode pass reads one KV head).
+fn read_kv(k: &[f32], v: &[f32], rows: usize) -> f32 {
+    k.chunks(rows * 128).zip(v.chunks(rows * 128)).map(|(a, b)| read_all(a) + read_all(b)).sum()
+}
+
+/// Single-core read bandwidth from DRAM (buffers far larger than the caches),
+/// the ceiling for decode: it reads K and V once. Besides one buffer read
+/// through, two buffers of half the size read alternately by tiles of 128
+/// rows of 128 floats, as the decode pass reads K and V, and by 4 rows.
 fn bandwidth(c: &mut Criterion, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 }; // 16 MiB or 256 MiB
     let data = data(n, 9);
@@ -175,6 +183,12 @@ fn bandwidth(c: &mut Criterion, quick: bool) {
     g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
     g.throughput(Throughput::Bytes((n * 4) as u64));
     g.bench_function(if quick { "16MiB" } else { "256MiB" }, |b| b.iter(|| black_box(read_all(&data))));
+    let (k, v) = data.split_at(n / 2);
+    for rows in [128, 4] {
+        g.bench_function(format!("k-v-alternating-{rows}-rows"), |b| {
+            b.iter(|| black_box(read_kv(k, v, rows)))
+        });
+    }
     g.finish();
 }
 

@@ -42,9 +42,10 @@
 //! rows); values only, with the keys left to the hardware prefetcher
 //! (0.7–0.8×); every other line; a software pipelined pass that interleaves
 //! the dot products of tile t + 1 with P·V of tile t a few keys at a time, so
-//! that K and V stream in lockstep (a pure read in that pattern beats a tile
-//! of K then a tile of V by 1.2–1.4×, but the pass, with its output rows in
-//! memory, ran at 0.5–0.9×).
+//! that K and V stream in lockstep (a pure read in that pattern reads 1.0–1.3×
+//! faster than a tile of K then a tile of V, `read-bandwidth` in
+//! benches/attention.rs, but the pass, with its output rows in memory, ran
+//! at 0.5–0.9×).
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
