@@ -60,6 +60,10 @@ use crate::attention::Problem;
 use crate::softmax::merge_row;
 use crate::view::Layout;
 use crate::{tile, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef};
+// The tiled kernel takes its decode path when the query heads sharing a
+// key/value head have at most `DECODE_ROWS` rows in all; a prefill task keeps
+// more rows than that, so it takes the prefill path too.
+use crate::tile::DECODE_ROWS;
 use core::ops::Range;
 use rayon::prelude::*;
 use std::vec;
@@ -74,10 +78,6 @@ use std::vec::Vec;
 /// lane width starts on one.
 const ROW_ALIGN: usize = 3 * tile::QB;
 const _: () = assert!(ROW_ALIGN.is_multiple_of(4) && ROW_ALIGN.is_multiple_of(6));
-/// The tiled kernel takes its decode path when the query heads sharing a
-/// key/value head have at most this many rows in all. A prefill task keeps
-/// more rows than this, so it takes the prefill path too.
-const DECODE_ROWS: usize = tile::DECODE_ROWS;
 /// Query rows per task of the scalar path (its rows are independent).
 const SCALAR_ROWS: usize = 64;
 /// Below this many multiply-adds (`heads · n_q · key_len · (d + d_v)`) a call

@@ -108,7 +108,6 @@ fn pass<V: Vector, const R: usize>(
 ) {
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
-    let d = k.cols();
     let mut run = [Running::EMPTY; R];
     let mut q_norm = [0.0f32; R];
     let (mut lo, mut hi) = (usize::MAX, 0);
@@ -119,7 +118,7 @@ fn pass<V: Vector, const R: usize>(
             (lo, hi) = (lo.min(keys.start), hi.max(keys.end));
         }
     }
-    let q = at.map(|a| &p.q.head(a.h).row(a.i)[..d]);
+    let q = at.map(|a| p.q.head(a.h).row(a.i));
     let cached = p.norms.map(|n| n.head(hk));
     let norms = needs_norms(p.kind) && cached.is_none();
     let mut s = [[0.0f32; TK]; R];
@@ -134,12 +133,12 @@ fn pass<V: Vector, const R: usize>(
         let ahead = |j: usize| {
             if R >= 3 {
                 if t0 + j + AHEAD < p.key_len {
-                    prefetch::l1(&k.row(t0 + j + AHEAD)[..d]);
+                    prefetch::l1(k.row(t0 + j + AHEAD));
                 }
                 prefetch::l2(v.row(t0 + j));
             }
         };
-        dots::<V, R>(&q, |j| &k.row(t0 + j)[..d], first..last, &mut s, &mut kn, norms, ahead);
+        dots::<V, R>(&q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         super::key_terms(p.kind, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
