@@ -19,7 +19,7 @@ use std::time::Duration;
 use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
 
 mod common;
-use common::{data, read_all, scorers};
+use common::{data, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -47,18 +47,18 @@ const QUICK: &[Shape] = &[
 
 struct Buffers {
     q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Floats,
+    v: Floats,
     out: Vec<f32>,
 }
 
 impl Buffers {
-    fn new(s: &Shape, heads: usize) -> Self {
+    fn new(s: &Shape, heads: usize, pages: Pages) -> Self {
         let kv_heads = if heads == s.heads { s.kv_heads } else { heads };
         Buffers {
             q: data(heads * s.n_q * s.d, 1),
-            k: data(kv_heads * s.n_kv * s.d, 2),
-            v: data(kv_heads * s.n_kv * s.d, 3),
+            k: Floats::new(kv_heads * s.n_kv * s.d, 2, pages),
+            v: Floats::new(kv_heads * s.n_kv * s.d, 3, pages),
             out: vec![0.0; heads * s.n_q * s.d],
         }
     }
@@ -164,30 +164,28 @@ fn unfused(
     }
 }
 
-/// Reads `k` and `v` alternately, `rows` rows of 128 floats of each at a
-/// time (`rows` = 128: the order in which a decode pass reads one KV head).
-fn read_kv(k: &[f32], v: &[f32], rows: usize) -> f32 {
-    k.chunks(rows * 128).zip(v.chunks(rows * 128)).map(|(a, b)| read_all(a) + read_all(b)).sum()
-}
-
 /// Single-core read bandwidth from DRAM (buffers far larger than the caches),
 /// the ceiling for decode: it reads K and V once. Besides one buffer read
 /// through, two buffers of half the size read alternately by tiles of 128
-/// rows of 128 floats, as the decode pass reads K and V, and by 4 rows.
+/// rows of 128 floats, as the decode pass reads K and V, and by 4 rows. On
+/// 4 KiB pages and, where the system has them, on 2 MiB pages.
 fn bandwidth(c: &mut Criterion, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 }; // 16 MiB or 256 MiB
-    let data = data(n, 9);
     let mut g = c.benchmark_group("read-bandwidth");
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
     g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
     g.throughput(Throughput::Bytes((n * 4) as u64));
-    g.bench_function(if quick { "16MiB" } else { "256MiB" }, |b| b.iter(|| black_box(read_all(&data))));
-    let (k, v) = data.split_at(n / 2);
-    for rows in [128, 4] {
-        g.bench_function(format!("k-v-alternating-{rows}-rows"), |b| {
-            b.iter(|| black_box(read_kv(k, v, rows)))
-        });
+    for pages in Pages::available() {
+        let data = Floats::new(n, 9, pages);
+        let size = if quick { "16MiB" } else { "256MiB" };
+        g.bench_function(format!("{size}{}", pages.suffix()), |b| b.iter(|| black_box(read_all(&data))));
+        let (k, v) = data.split_at(n / 2);
+        for rows in [128, 4] {
+            g.bench_function(format!("k-v-alternating-{rows}-rows{}", pages.suffix()), |b| {
+                b.iter(|| black_box(read_kv(k, v, rows)))
+            });
+        }
     }
     g.finish();
 }
@@ -203,36 +201,44 @@ fn bench(c: &mut Criterion) {
         g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
         let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
         g.throughput(throughput(s, s.heads));
-        let mut b = Buffers::new(s, s.heads);
-        for (name, scorer) in scorers(s.d) {
-            let attn = Attention::new(scorer).mask(mask);
-            g.bench_function(BenchmarkId::new(name, "tiled"), |bench| {
-                bench.iter(|| b.run(s, s.heads, &attn))
-            });
-        }
-        // Decode with the key norms cached next to the cache (`key_norms` once,
-        // as a runtime would when appending), for the scorers that use them.
-        if s.n_q == 1 {
-            let mut norms = vec![0.0f32; s.kv_heads * s.n_kv];
-            key_norms(
-                HeadsRef::heads_major(&b.k, s.kv_heads, s.n_kv, s.d).unwrap(),
-                HeadsMut::heads_major(&mut norms, s.kv_heads, s.n_kv, 1).unwrap(),
-            )
-            .unwrap();
-            let cached = HeadsRef::heads_major(&norms, s.kv_heads, s.n_kv, 1).unwrap();
-            for (name, scorer) in scorers(s.d).into_iter().filter(|(n, _)| matches!(*n, "sqdist" | "logdist"))
-            {
-                let attn = Attention::new(scorer).mask(mask).cached_key_norms(cached);
-                g.bench_function(BenchmarkId::new(name, "tiled-cached-norms"), |bench| {
+        // Decode reads K and V from DRAM: on 4 KiB pages and on 2 MiB pages
+        // (`-huge-pages`), next to the probes of the same names.
+        let pages = if s.n_q == 1 { Pages::available() } else { vec![Pages::Small] };
+        for pages in pages {
+            let sfx = pages.suffix();
+            let mut b = Buffers::new(s, s.heads, pages);
+            for (name, scorer) in scorers(s.d) {
+                let attn = Attention::new(scorer).mask(mask);
+                g.bench_function(BenchmarkId::new(name, format!("tiled{sfx}")), |bench| {
                     bench.iter(|| b.run(s, s.heads, &attn))
                 });
+            }
+            // Decode with the key norms cached next to the cache (`key_norms`
+            // once, as a runtime would when appending), for the scorers that
+            // use them.
+            if s.n_q == 1 {
+                let mut norms = vec![0.0f32; s.kv_heads * s.n_kv];
+                key_norms(
+                    HeadsRef::heads_major(&b.k, s.kv_heads, s.n_kv, s.d).unwrap(),
+                    HeadsMut::heads_major(&mut norms, s.kv_heads, s.n_kv, 1).unwrap(),
+                )
+                .unwrap();
+                let cached = HeadsRef::heads_major(&norms, s.kv_heads, s.n_kv, 1).unwrap();
+                for (name, scorer) in
+                    scorers(s.d).into_iter().filter(|(n, _)| matches!(*n, "sqdist" | "logdist"))
+                {
+                    let attn = Attention::new(scorer).mask(mask).cached_key_norms(cached);
+                    g.bench_function(BenchmarkId::new(name, format!("tiled-cached-norms{sfx}")), |bench| {
+                        bench.iter(|| b.run(s, s.heads, &attn))
+                    });
+                }
             }
         }
         // Baselines on one head (their throughput is per head): the scalar path
         // where it takes under a second, the unfused path for the 1k shapes.
         if s.n_q * s.n_kv <= 1 << 20 {
             g.throughput(throughput(s, 1));
-            let mut b1 = Buffers::new(s, 1);
+            let mut b1 = Buffers::new(s, 1, Pages::Small);
             for (name, scorer) in scorers(s.d) {
                 let attn = Attention::new(scorer).mask(mask).kernel(Kernel::Scalar);
                 g.bench_function(BenchmarkId::new(name, "scalar"), |bench| {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit};
 
 mod common;
-use common::{data, read_all, scorers};
+use common::{data, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -46,8 +46,8 @@ const QUICK: &[Shape] = &[
 
 struct Buffers {
     q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Floats,
+    v: Floats,
     out: Vec<f32>,
 }
 
@@ -63,11 +63,11 @@ enum Entry {
 }
 
 impl Buffers {
-    fn new(s: &Shape) -> Self {
+    fn new(s: &Shape, pages: Pages) -> Self {
         Buffers {
             q: data(s.heads * s.n_q * s.d, 1),
-            k: data(s.heads * s.n_kv * s.d, 2),
-            v: data(s.heads * s.n_kv * s.d, 3),
+            k: Floats::new(s.heads * s.n_kv * s.d, 2, pages),
+            v: Floats::new(s.heads * s.n_kv * s.d, 3, pages),
             out: vec![0.0; s.heads * s.n_q * s.d],
         }
     }
@@ -95,22 +95,37 @@ fn throughput(s: &Shape) -> Throughput {
     }
 }
 
-/// DRAM read bandwidth of one thread and of two (each summing half of a
-/// buffer far larger than the caches): the ceiling for decode on 1 and 2
-/// threads, measured in the same run.
+/// DRAM read bandwidth of one thread and of two, on buffers far larger than
+/// the caches: the ceiling for decode on 1 and 2 threads, measured in the
+/// same run. `single` and `par2` sum one buffer (`par2`: each thread one
+/// half); `k-v-single` and `k-v-par2` read two buffers, K and V, as decode
+/// does: tiles of 128 rows of 128 floats of each alternately, each thread of
+/// `k-v-par2` its own half of both (half of the heads). On 4 KiB pages and,
+/// where the system has them, on 2 MiB pages (`-huge-pages`).
 fn bandwidth(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 };
-    let data = data(n, 9);
     let mut g = c.benchmark_group("read-bandwidth");
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
     g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
     g.throughput(Throughput::Bytes((n * 4) as u64));
-    g.bench_function("single", |b| b.iter(|| black_box(read_all(&data))));
-    let (lo, hi) = data.split_at(n / 2);
-    g.bench_function("par2", |b| {
-        b.iter(|| pool.install(|| black_box(rayon::join(|| read_all(lo), || read_all(hi)))))
-    });
+    for pages in Pages::available() {
+        let sfx = pages.suffix();
+        let data = Floats::new(n, 9, pages);
+        g.bench_function(format!("single{sfx}"), |b| b.iter(|| black_box(read_all(&data))));
+        let (lo, hi) = data.split_at(n / 2);
+        g.bench_function(format!("par2{sfx}"), |b| {
+            b.iter(|| pool.install(|| black_box(rayon::join(|| read_all(lo), || read_all(hi)))))
+        });
+        let (k, v) = (lo, hi);
+        g.bench_function(format!("k-v-single{sfx}"), |b| b.iter(|| black_box(read_kv(k, v, 128))));
+        let ((k0, k1), (v0, v1)) = (k.split_at(n / 4), v.split_at(n / 4));
+        g.bench_function(format!("k-v-par2{sfx}"), |b| {
+            b.iter(|| {
+                pool.install(|| black_box(rayon::join(|| read_kv(k0, v0, 128), || read_kv(k1, v1, 128))))
+            })
+        });
+    }
     g.finish();
 }
 
@@ -125,20 +140,25 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
         g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
         g.throughput(throughput(s));
-        let mut b = Buffers::new(s);
         let mut entries = vec![("single", Entry::Single), ("par2", Entry::Parallel)];
         if s.n_q == 1 {
             entries.push(("par2-split", Entry::SplitAt(s.n_kv / 2)));
         }
-        for (name, scorer) in scorers(s.d) {
-            let attn = Attention::new(scorer);
-            for &(label, entry) in &entries {
-                // The single-thread entry runs on the calling thread, the
-                // parallel ones on the pool of 2.
-                g.bench_function(BenchmarkId::new(name, label), |bench| match entry {
-                    Entry::Single => bench.iter(|| b.run(s, &attn, entry)),
-                    _ => bench.iter(|| pool.install(|| b.run(s, &attn, entry))),
-                });
+        // Decode reads K and V from DRAM: also on 2 MiB pages.
+        let pages = if s.n_q == 1 { Pages::available() } else { vec![Pages::Small] };
+        for pages in pages {
+            let mut b = Buffers::new(s, pages);
+            for (name, scorer) in scorers(s.d) {
+                let attn = Attention::new(scorer);
+                for &(label, entry) in &entries {
+                    // The single-thread entry runs on the calling thread, the
+                    // parallel ones on the pool of 2.
+                    let id = BenchmarkId::new(name, format!("{label}{}", pages.suffix()));
+                    g.bench_function(id, |bench| match entry {
+                        Entry::Single => bench.iter(|| b.run(s, &attn, entry)),
+                        _ => bench.iter(|| pool.install(|| b.run(s, &attn, entry))),
+                    });
+                }
             }
         }
         g.finish();

@@ -1,6 +1,9 @@
 //! Shared by the benchmarks: deterministic data, the scorers benchmarked,
-//! and the read-bandwidth probe.
+//! buffers on 4 KiB or 2 MiB pages, and the read-bandwidth probes.
 
+use std::alloc::{alloc, dealloc, Layout};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use streamattn::Scorer;
 
 /// Deterministic data in [-1, 1).
@@ -41,3 +44,144 @@ pub fn read_all(data: &[f32]) -> f32 {
     }
     acc.iter().flatten().sum()
 }
+
+/// Reads `k` and `v` alternately, `rows` rows of 128 floats of each at a
+/// time (`rows` = 128: the order in which a decode pass reads one KV head).
+pub fn read_kv(k: &[f32], v: &[f32], rows: usize) -> f32 {
+    k.chunks(rows * 128).zip(v.chunks(rows * 128)).map(|(a, b)| read_all(a) + read_all(b)).sum()
+}
+
+/// The pages behind a benchmark's K and V.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// The allocator's memory as it comes: 4 KiB pages unless the system
+    /// hands out transparent huge pages unasked (`enabled` = `always`).
+    Small,
+    /// Transparent 2 MiB pages, asked for with `madvise(MADV_HUGEPAGE)`
+    /// (Linux). A KV cache read once per decode step crosses a page every
+    /// 4 KiB: on 4 KiB pages that is a TLB miss and a restart of the
+    /// hardware prefetcher every 32 key rows of d = 128.
+    Huge,
+}
+
+impl Pages {
+    /// The page sizes this system can benchmark: `Huge` only on Linux with
+    /// transparent huge pages not switched off.
+    pub fn available() -> Vec<Pages> {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        match thp {
+            Ok(mode) if cfg!(target_os = "linux") && !mode.contains("[never]") => {
+                vec![Pages::Small, Pages::Huge]
+            }
+            _ => vec![Pages::Small],
+        }
+    }
+
+    /// A suffix for benchmark names: empty for `Small`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Pages::Small => "",
+            Pages::Huge => "-huge-pages",
+        }
+    }
+}
+
+/// [`data`] in a buffer of its own on the given pages, aligned to 2 MiB.
+pub struct Floats {
+    ptr: NonNull<f32>,
+    len: usize,
+    layout: Layout,
+}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl Floats {
+    pub fn new(n: usize, seed: u32, pages: Pages) -> Floats {
+        let values = data(n, seed);
+        let bytes = (n.max(1) * 4).next_multiple_of(HUGE_PAGE);
+        let layout = Layout::from_size_align(bytes, HUGE_PAGE).unwrap();
+        // SAFETY: `layout` has a non-zero size.
+        let ptr = NonNull::new(unsafe { alloc(layout) } as *mut f32).expect("out of memory");
+        if pages == Pages::Huge {
+            advise_huge(ptr.as_ptr() as *mut u8, bytes);
+        }
+        for (i, &x) in values.iter().enumerate() {
+            // SAFETY: `i < n` floats fit in the `bytes ≥ 4n` just allocated,
+            // which are aligned for f32 (2 MiB). The first write to each page
+            // faults it in, after the advice above.
+            unsafe { ptr.as_ptr().add(i).write(x) };
+        }
+        let floats = Floats { ptr, len: n, layout };
+        if pages == Pages::Huge {
+            let got = floats.huge_page_bytes().unwrap_or(0);
+            if got < bytes / 2 {
+                eprintln!("note: asked for 2 MiB pages, got {} of {} MiB on them", got >> 20, bytes >> 20);
+            }
+        }
+        floats
+    }
+
+    /// Bytes of this buffer on transparent huge pages, from the
+    /// `AnonHugePages` lines of `/proc/self/smaps` for the mappings it
+    /// overlaps (the allocator may have merged it with neighbours: then the
+    /// figure counts them too). `None` where that file is not readable.
+    pub fn huge_page_bytes(&self) -> Option<usize> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let (start, end) = (self.ptr.as_ptr() as usize, self.ptr.as_ptr() as usize + self.layout.size());
+        let mut inside = false;
+        let mut total = 0;
+        for line in smaps.lines() {
+            let range = line.split_once(' ').map(|(r, _)| r).and_then(|r| r.split_once('-'));
+            let parse = |x: &str| usize::from_str_radix(x, 16).ok();
+            if let Some((Some(lo), Some(hi))) = range.map(|(lo, hi)| (parse(lo), parse(hi))) {
+                inside = lo < end && start < hi;
+            } else if let Some(kib) = line.strip_prefix("AnonHugePages:") {
+                if inside {
+                    total += kib.trim().trim_end_matches("kB").trim().parse::<usize>().ok()? * 1024;
+                }
+            }
+        }
+        Some(total)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge(ptr: *mut u8, bytes: usize) {
+    // SAFETY: the range is one allocation of ours, page-aligned (2 MiB), and
+    // MADV_HUGEPAGE only changes how the kernel backs it, not its contents.
+    let rc = unsafe { libc::madvise(ptr.cast(), bytes, libc::MADV_HUGEPAGE) };
+    assert_eq!(rc, 0, "madvise(MADV_HUGEPAGE) failed: {}", std::io::Error::last_os_error());
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge(_: *mut u8, _: usize) {
+    unreachable!("Pages::available() offers huge pages on Linux only");
+}
+
+impl Deref for Floats {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `len` floats from `ptr` were written in `new`, and the
+        // allocation lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for Floats {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Floats {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, self.layout) }
+    }
+}
+
+// SAFETY: `Floats` owns its buffer like a `Vec<f32>`.
+unsafe impl Send for Floats {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Floats {}
