@@ -1,31 +1,21 @@
 //! Software prefetch: asks the caches for the lines of a slice ahead of its
 //! use. A hint only: it reads nothing the program sees and cannot fault.
 //!
-//! The decode passes with blocked dot products issue it (tile/decode.rs,
-//! with the measurements). On x86-64 it is `prefetcht0` (into L1) or
-//! `prefetcht1` (into L2), one per 64-byte line; elsewhere it does nothing.
+//! The decode passes issue it (tile/decode.rs, with the measurements). On
+//! x86-64 it is `prefetcht1` (into L2), one per 64-byte line; elsewhere it
+//! does nothing. (Into L1, `prefetcht0`, measured slower from DRAM: module
+//! docs of tile/decode.rs.)
 
 /// Bytes per cache line.
 const LINE: usize = 64;
 
-/// Asks for the lines of `x` in the first-level cache.
-#[inline(always)]
-pub(crate) fn l1(x: &[f32]) {
-    ask::<true>(x)
-}
-
 /// Asks for the lines of `x` in the second-level cache.
 #[inline(always)]
-pub(crate) fn l2(x: &[f32]) {
-    ask::<false>(x)
-}
-
-#[inline(always)]
 #[allow(unsafe_code)]
-fn ask<const L1: bool>(x: &[f32]) {
+pub(crate) fn l2(x: &[f32]) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let first = x.as_ptr().cast::<i8>();
         let skew = first as usize % LINE;
         for n in 0..lines(skew, x.len()) {
@@ -35,13 +25,7 @@ fn ask<const L1: bool>(x: &[f32]) {
             // only with (`cfg` above). It is a hint: it has no effect the
             // program can observe but timing, and never faults, whatever the
             // address (here, the start of a line that holds part of `x`).
-            unsafe {
-                if L1 {
-                    _mm_prefetch::<_MM_HINT_T0>(p)
-                } else {
-                    _mm_prefetch::<_MM_HINT_T1>(p)
-                }
-            }
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p) }
         }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
@@ -88,7 +72,6 @@ mod tests {
         let data: [f32; 100] = core::array::from_fn(|i| i as f32);
         for start in 0..20 {
             for end in start..data.len() {
-                l1(&data[start..end]);
                 l2(&data[start..end]);
             }
         }

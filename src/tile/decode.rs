@@ -11,41 +11,51 @@
 //! not once per query head. Each tile of scores then goes through the same
 //! softmax and P·V steps as the prefill loop ([`super::update`]).
 //!
-//! From three rows on, two changes (each measured side by side with the
-//! previous kernel at gqa-decode-32k, 32 query heads over 8 KV heads):
+//! Two further steps, each measured side by side with the kernel before it:
 //!
-//! - the dot products take blocks of [`key_block`] keys, so that each query
-//!   vector loaded serves several keys: one key at a time, the loop was bound
-//!   by loads (R + 1 loads for R multiply-adds); on cached data, blocking
-//!   made four rows 1.3× faster;
-//! - the pass asks for the key rows [`AHEAD`] ahead and for the tile's value
-//!   rows (module `prefetch`). With more arithmetic per key the core falls
-//!   behind the hardware prefetcher, and blocked loads, which interleave
-//!   several key rows, are a pattern it follows badly.
+//! - from three rows on, the dot products take blocks of [`key_block`] keys,
+//!   so that each query vector loaded serves several keys: one key at a
+//!   time, the loop was bound by loads (R + 1 loads for R multiply-adds); on
+//!   cached data, blocking made four rows 1.3× faster. One and two rows keep
+//!   the single-key loop (blocking them measured no faster with one row and
+//!   5–10% slower with two);
+//! - the pass asks for the key rows [`AHEAD`] ahead (8 KiB at d = 128) and
+//!   for the tile's value rows, into L2 (module `prefetch`), in every pass
+//!   but one row with AVX-512 ([`prefetches`]). With more arithmetic per
+//!   key the core falls behind the hardware prefetcher, and blocked loads,
+//!   which interleave several key rows, are a pattern it follows badly.
 //!
-//! Together, with AVX-512, four rows a pass went from 6.5–9.7 to 11.8–14.2
-//! GiB/s and eight rows from 4.4–5.7 to 9.3–10.3 GiB/s; with AVX2, four rows
-//! from 5.7–6.2 to 12.1–12.7 and eight rows (prefetch alone) from 4.5–5.3 to
-//! 7.7–8.3. One and two rows keep the single-key loop without prefetch:
-//! blocking or prefetching them measured no faster with one row and 5–10%
-//! slower with two.
-//!
-//! A prefetch loop of a few instructions a line (module `prefetch`) then made
-//! four rows 1.25× faster and eight rows 1.26× on cached data (K and V in L2;
-//! 1.21× and 1.07× with AVX2); from DRAM, measured in one process alternating
-//! with the previous loop (12 rounds with AVX-512, 8 with AVX2, paired
-//! medians), eight rows gained 1.15× with AVX-512 and 1.05× with AVX2, four
-//! rows moved 0.98× and 0.94×.
+//! The prefetch, from DRAM at decode-32k shapes (8 KV heads), in one process
+//! alternating with the scheme before it (keys 4 rows ahead into L1, values
+//! into L2, from three rows on), paired medians of 9 runs: four rows
+//! (grouped-query, 32 query heads) 1.05–1.20× with AVX-512 and 1.14–1.86×
+//! with AVX2 on 4 KiB pages, 1.11–1.59× and 1.84–1.86× on 2 MiB pages;
+//! eight rows 1.25–1.46× and two rows 1.17–1.41× with either; one row
+//! 0.97–1.34× with AVX2 and 1.33–1.41× with SSE2 (four rows 1.20–1.35×), but
+//! 0.85–0.87× with AVX-512, which keeps the hardware prefetcher alone. On
+//! cached data (K and V in L2) it costs 0–3%. The distance matters little
+//! from 8 to 128 rows ahead; 4 rows ahead is 5–20% short of it. With AVX2
+//! the scheme before did nothing for key rows on 64-byte boundaries (the
+//! same speed as values only) and gained only on rows that straddle cache
+//! lines, as in the benchmarks' earlier buffers (a `Vec`, 16 bytes into a
+//! line); a runtime's cache is aligned.
 //!
 //! Measured slower, and left out: prefetching the next tile's keys during
 //! P·V, in place of the keys ahead or on top of them (0.8–0.92× at four
-//! rows); values only, with the keys left to the hardware prefetcher
-//! (0.7–0.8×); every other line; a software pipelined pass that interleaves
-//! the dot products of tile t + 1 with P·V of tile t a few keys at a time, so
-//! that K and V stream in lockstep (a pure read in that pattern reads 1.0–1.3×
-//! faster than a tile of K then a tile of V, `read-bandwidth` in
-//! benches/attention.rs, but the pass, with its output rows in memory, ran
-//! at 0.5–0.9×).
+//! rows, against the L1 scheme); values only, with the keys left to the
+//! hardware prefetcher (0.7–0.8×); every other line; a software pipelined
+//! pass that interleaves the dot products of tile t + 1 with P·V of tile t
+//! a few keys at a time, so that K and V stream in lockstep (a pure read in
+//! that pattern reads 1.0–1.3× faster than a tile of K then a tile of V,
+//! `read-bandwidth` in benches/attention.rs, but the pass, with its output
+//! rows in memory, ran at 0.5–0.9×); tiles of 64, 32 or 16 keys for the
+//! decode pass (0.90–1.02×, 0.77–0.84×, 0.67–0.79× at four rows).
+//!
+//! The page size of K and V is the caller's, and it matters: on 2 MiB pages
+//! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.12–1.31× faster
+//! than on 4 KiB pages, and so did a plain read of the same buffers (1.15–1.21×):
+//! each 4 KiB page is a TLB miss and a restart of the hardware prefetcher,
+//! every 32 key rows at d = 128.
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
@@ -61,8 +71,15 @@ use core::ops::Range;
 /// Most rows in one pass.
 pub(crate) const ROWS: usize = 8;
 
-/// How many key rows ahead passes of three rows and more prefetch.
-const AHEAD: usize = 4;
+/// How many key rows ahead the passes that prefetch ask for (8 KiB at
+/// d = 128; module docs).
+const AHEAD: usize = 16;
+
+/// Whether a pass of `rows` rows with `lanes`-wide vectors prefetches: all
+/// passes but one row with AVX-512 (module docs).
+const fn prefetches(lanes: usize, rows: usize) -> bool {
+    rows >= 2 || lanes < 16
+}
 
 /// Computes the rows `at` (at most [`ROWS`], all reading the same key/value
 /// head).
@@ -129,11 +146,12 @@ fn pass<V: Vector, const R: usize>(
         let first = seen.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
         let Some(first) = first else { continue };
         let last = seen.iter().map(|r| r.end).max().unwrap_or(0);
-        // Prefetch from three rows on (module docs); `R` is a constant.
+        // The key rows ahead and this tile's value rows into L2 (module
+        // docs); the condition is a constant.
         let ahead = |j: usize| {
-            if R >= 3 {
+            if prefetches(V::LANES, R) {
                 if t0 + j + AHEAD < p.key_len {
-                    prefetch::l1(k.row(t0 + j + AHEAD));
+                    prefetch::l2(k.row(t0 + j + AHEAD));
                 }
                 prefetch::l2(v.row(t0 + j));
             }
