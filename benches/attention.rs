@@ -5,7 +5,10 @@
 //! Throughput is reported as elements = floating-point operations, counted as
 //! `4 · n_q · n_kv · d` per head (halved for causal), so criterion's
 //! `Gelem/s` reads as GFLOP/s. Decode shapes count bytes of K and V read, so
-//! `GiB/s` is read bandwidth. `Additive` (with `h = d`) is counted the same
+//! `GiB/s` is read bandwidth; they run with K and V on 4 KiB pages and again
+//! on 2 MiB pages (`-huge-pages`, Linux), next to read probes on the same
+//! pages. K and V are in buffers aligned to 2 MiB (`benches/common`), as a
+//! runtime's cache is aligned. `Additive` (with `h = d`) is counted the same
 //! way, so its figures compare directly with the others as throughput; its
 //! real work per pair is `h` tangents, not `2d` multiply-adds.
 //!

@@ -11,7 +11,8 @@
 //!
 //! Throughput as in `benches/attention.rs`: elements = floating-point
 //! operations, `4 · n_q · n_kv · d` per head, so `Gelem/s` reads as GFLOP/s;
-//! decode counts the bytes of K and V read, so `GiB/s` is read bandwidth.
+//! decode counts the bytes of K and V read, so `GiB/s` is read bandwidth, on
+//! 4 KiB pages and again on 2 MiB pages (`-huge-pages`, Linux).
 //!
 //! Run: `cargo bench --features rayon --bench parallel` (about 2 minutes),
 //! `STREAMATTN_BENCH_QUICK=1` for a smoke run (small shapes, short

@@ -47,6 +47,13 @@
 //! or past `a` run with the mask's offset reduced by `a`, and a window's rows
 //! before `a` that still reach into the part run as a causal mask.
 //!
+//! # Throughput
+//!
+//! Prefill is bound by arithmetic and scales with the cores. Decode is bound
+//! by memory bandwidth, which cores share: on the development machine two
+//! threads read K and V only 1.2–1.5× as fast as one, and the parallel decode
+//! scales by as much (README, Performance).
+//!
 //! # Errors and allocation
 //!
 //! Every entry validates its arguments exactly as the single-thread entry
