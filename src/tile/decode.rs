@@ -71,14 +71,30 @@ use core::ops::Range;
 /// Most rows in one pass.
 pub(crate) const ROWS: usize = 8;
 
-/// How many key rows ahead the passes that prefetch ask for (8 KiB at
-/// d = 128; module docs).
+/// How many key rows ahead the passes that prefetch keys during the dot
+/// products ask for (8 KiB at d = 128; module docs).
 const AHEAD: usize = 16;
 
-/// Whether a pass of `rows` rows with `lanes`-wide vectors prefetches: all
-/// passes but one row with AVX-512 (module docs).
-const fn prefetches(lanes: usize, rows: usize) -> bool {
-    rows >= 2 || lanes < 16
+/// What a pass asks the caches for, besides the tile's value rows during the
+/// dot products (module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prefetch {
+    /// Nothing: the hardware prefetcher alone.
+    None,
+    /// The key rows [`AHEAD`] ahead, during the dot products.
+    KeysAhead,
+    /// The next tile's key rows, during P·V of this tile: the traffic is
+    /// spread over both halves of the pass.
+    NextKeys,
+}
+
+/// The prefetch of a pass of `rows` rows with `lanes`-wide vectors.
+const fn scheme(lanes: usize, rows: usize) -> Prefetch {
+    match (lanes, rows) {
+        (16, 1) => Prefetch::None,
+        (16, 2..=4) => Prefetch::NextKeys,
+        _ => Prefetch::KeysAhead,
+    }
 }
 
 /// Computes the rows `at` (at most [`ROWS`], all reading the same key/value
@@ -146,14 +162,23 @@ fn pass<V: Vector, const R: usize>(
         let first = seen.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
         let Some(first) = first else { continue };
         let last = seen.iter().map(|r| r.end).max().unwrap_or(0);
-        // The key rows ahead and this tile's value rows into L2 (module
-        // docs); the condition is a constant.
+        // Into L2 (module docs): during the dot products, this tile's value
+        // rows and with `KeysAhead` the key rows ahead; during P·V with
+        // `NextKeys` the columns of the next tile's key rows that match the
+        // value columns read. `scheme` is a constant.
+        let scheme = scheme(V::LANES, R);
         let ahead = |j: usize| {
-            if prefetches(V::LANES, R) {
-                if t0 + j + AHEAD < p.key_len {
+            if scheme != Prefetch::None {
+                if scheme == Prefetch::KeysAhead && t0 + j + AHEAD < p.key_len {
                     prefetch::l2(k.row(t0 + j + AHEAD));
                 }
                 prefetch::l2(v.row(t0 + j));
+            }
+        };
+        let next = |j: usize, c: Range<usize>| {
+            if scheme == Prefetch::NextKeys && t0 + TK + j < p.key_len {
+                let row = k.row(t0 + TK + j);
+                prefetch::l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
             }
         };
         dots::<V, R>(&q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, ahead);
@@ -165,10 +190,16 @@ fn pass<V: Vector, const R: usize>(
         // into the output rows in memory: +4% to +20% at decode-32k).
         let (s, kn, run) = (&mut s, &kn, &mut run[..]);
         match (V::LANES == 16, R) {
-            (true, 1 | 2) | (false, 1) => update::<V, R, 8>(p, at, seen, s, kn, t0, run, &q_norm, out, ol),
-            (true, 3 | 4) | (false, 2) => update::<V, R, 4>(p, at, seen, s, kn, t0, run, &q_norm, out, ol),
-            (true, _) | (false, 3 | 4) => update::<V, R, 2>(p, at, seen, s, kn, t0, run, &q_norm, out, ol),
-            (false, _) => update::<V, R, 1>(p, at, seen, s, kn, t0, run, &q_norm, out, ol),
+            (true, 1 | 2) | (false, 1) => {
+                update::<V, R, 8>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
+            }
+            (true, 3 | 4) | (false, 2) => {
+                update::<V, R, 4>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
+            }
+            (true, _) | (false, 3 | 4) => {
+                update::<V, R, 2>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
+            }
+            (false, _) => update::<V, R, 1>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next),
         }
     }
     for r in 0..R {

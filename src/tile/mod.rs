@@ -348,13 +348,14 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
             scores(qrows.map(|r| &r[c0..]), &tile.kt[..], c0, dc, s);
         }
     }
-    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout);
+    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout, |_, _| {});
 }
 
 /// The rest of a tile once `s[r]` holds the dot products `q·k_j` of rows
 /// `at` (all reading the same key/value head) with keys `t0..`, and `kn` the
 /// key terms: weights and the online softmax per row, then P·V
-/// ([`pv_rows`]) with `NC` output vectors per register block.
+/// ([`pv_rows`]) with `NC` output vectors per register block, calling
+/// `ahead(j, columns)` before it reads those columns of value `j`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn update<V: Vector, const R: usize, const NC: usize>(
@@ -368,6 +369,7 @@ fn update<V: Vector, const R: usize, const NC: usize>(
     q_norm: &[f32],
     out: &mut [f32],
     out_layout: &Layout,
+    ahead: impl Fn(usize, Range<usize>) + Copy,
 ) {
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
@@ -390,7 +392,7 @@ fn update<V: Vector, const R: usize, const NC: usize>(
     }
     let offsets = at.map(|a| out_layout.offset(a.h, a.i));
     let mut o = Out { data: out, offsets: &offsets };
-    pv_rows::<V, R, NC>(&mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols());
+    pv_rows::<V, R, NC>(&mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
 }
 
 /// P·V for rows that see the keys `seen[r]` of the tile: the keys every row
@@ -404,12 +406,13 @@ fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
     value: impl Fn(usize) -> &'v [f32] + Copy,
     seen: &[Range<usize>; R],
     d_v: usize,
+    ahead: impl Fn(usize, Range<usize>) + Copy,
 ) {
     let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
     let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
-        pv::pv::<V, R, NC>(out, alpha, s, value, common.clone(), d_v);
+        pv::pv::<V, R, NC>(out, alpha, s, value, common.clone(), d_v, ahead);
     }
     for r in 0..R {
         let own = &seen[r];
@@ -424,10 +427,10 @@ fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
         let s1: &[[f32; TK]; 1] = (&s[r..r + 1]).try_into().unwrap();
         let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..r + 1] };
         if !before.is_empty() || a != 1.0 {
-            pv::pv::<V, 1, NC>(&mut o1, [a], s1, value, before, d_v);
+            pv::pv::<V, 1, NC>(&mut o1, [a], s1, value, before, d_v, ahead);
         }
         if !after.is_empty() {
-            pv::pv::<V, 1, NC>(&mut o1, [1.0], s1, value, after, d_v);
+            pv::pv::<V, 1, NC>(&mut o1, [1.0], s1, value, after, d_v, ahead);
         }
     }
 }

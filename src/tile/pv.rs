@@ -5,6 +5,7 @@
 
 use super::TK;
 use crate::simd::Vector;
+use core::ops::Range;
 
 /// Rows of the output that one call updates.
 pub(crate) struct Out<'a> {
@@ -20,14 +21,17 @@ pub(crate) struct Out<'a> {
 /// `NC` loads of the value row and `R` broadcasts of weights feed `R · NC`
 /// fused multiply-adds. Columns left over (fewer than `NC` vectors) go
 /// through the same loop one vector at a time, the last one partial.
+/// `ahead(j, columns)` is called before the columns of value `j` are read
+/// (the decode pass prefetches with it).
 #[inline(always)]
 pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
     out: &mut Out<'_>,
     alpha: [f32; R],
     p: &[[f32; TK]; R],
     v: impl Fn(usize) -> &'v [f32],
-    keys: core::ops::Range<usize>,
+    keys: Range<usize>,
     d_v: usize,
+    ahead: impl Fn(usize, Range<usize>),
 ) {
     let l = V::LANES;
     let block = NC * l;
@@ -41,6 +45,7 @@ pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
             }
         }
         for j in keys.clone() {
+            ahead(j, c0..c0 + block);
             let vj = &v(j)[c0..c0 + block];
             let mut vv = [V::splat(0.0); NC];
             for n in 0..NC {
@@ -68,6 +73,7 @@ pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
             acc[r] = V::load_partial(&out.data[out.offsets[r] + c0..][..w]) * V::splat(alpha[r]);
         }
         for j in keys.clone() {
+            ahead(j, c0..c0 + w);
             let vj = &v(j)[c0..c0 + w];
             let vv = if w == l { V::load(vj) } else { V::load_partial(vj) };
             for r in 0..R {
