@@ -19,41 +19,52 @@
 //!   cached data, blocking made four rows 1.3× faster. One and two rows keep
 //!   the single-key loop (blocking them measured no faster with one row and
 //!   5–10% slower with two);
-//! - the pass asks for the key rows [`AHEAD`] ahead (8 KiB at d = 128) and
-//!   for the tile's value rows, into L2 (module `prefetch`), in every pass
-//!   but one row with AVX-512 ([`prefetches`]). With more arithmetic per
-//!   key the core falls behind the hardware prefetcher, and blocked loads,
-//!   which interleave several key rows, are a pattern it follows badly.
+//! - the pass asks L2 (module `prefetch`) for the tile's value rows during
+//!   the dot products, and for keys as [`scheme`] says: with AVX-512, passes
+//!   of 2 to 4 rows ask for the next tile's key rows during P·V (the columns
+//!   that match the value columns being read), so that memory traffic runs
+//!   through both halves of the pass; other passes ask for the key rows
+//!   [`AHEAD`] ahead (8 KiB at d = 128) during the dot products; one row
+//!   with AVX-512 asks for nothing. With more arithmetic per key the core
+//!   falls behind the hardware prefetcher, and blocked loads, which
+//!   interleave several key rows, are a pattern it follows badly.
 //!
-//! The prefetch, from DRAM at decode-32k shapes (8 KV heads), in one process
-//! alternating with the scheme before it (keys 4 rows ahead into L1, values
-//! into L2, from three rows on), paired medians of 9 runs: four rows
-//! (grouped-query, 32 query heads) 1.05–1.20× with AVX-512 and 1.14–1.86×
-//! with AVX2 on 4 KiB pages, 1.11–1.59× and 1.84–1.86× on 2 MiB pages;
-//! eight rows 1.25–1.46× and two rows 1.17–1.41× with either; one row
-//! 0.97–1.34× with AVX2 and 1.33–1.41× with SSE2 (four rows 1.20–1.35×), but
-//! 0.85–0.87× with AVX-512, which keeps the hardware prefetcher alone. On
-//! cached data (K and V in L2) it costs 0–3%. The distance matters little
-//! from 8 to 128 rows ahead; 4 rows ahead is 5–20% short of it. With AVX2
-//! the scheme before did nothing for key rows on 64-byte boundaries (the
-//! same speed as values only) and gained only on rows that straddle cache
-//! lines, as in the benchmarks' earlier buffers (a `Vec`, 16 bytes into a
-//! line); a runtime's cache is aligned.
+//! Measured from DRAM at decode-32k shapes (8 KV heads, K and V on 64-byte
+//! boundaries), in one process alternating with the scheme before, paired
+//! medians of 9 to 11 runs:
 //!
-//! Measured slower, and left out: prefetching the next tile's keys during
-//! P·V, in place of the keys ahead or on top of them (0.8–0.92× at four
-//! rows, against the L1 scheme); values only, with the keys left to the
-//! hardware prefetcher (0.7–0.8×); every other line; a software pipelined
-//! pass that interleaves the dot products of tile t + 1 with P·V of tile t
-//! a few keys at a time, so that K and V stream in lockstep (a pure read in
-//! that pattern reads 1.0–1.3× faster than a tile of K then a tile of V,
-//! `read-bandwidth` in benches/attention.rs, but the pass, with its output
+//! - keys [`AHEAD`] ahead into L2, against 4 rows ahead into L1 from three
+//!   rows on (the scheme of session 4): four rows (grouped-query, 32 query
+//!   heads) 1.05–1.20× with AVX-512 and 1.14–1.86× with AVX2 on 4 KiB
+//!   pages, 1.11–1.59× and 1.84–1.86× on 2 MiB pages; eight rows
+//!   1.25–1.46× and two rows 1.17–1.41× with either; one row 0.97–1.34×
+//!   with AVX2 and 1.33–1.41× with SSE2 (four rows 1.20–1.35×), but
+//!   0.85–0.87× with AVX-512. On cached data (K and V in L2) it costs 0–3%.
+//!   The distance matters little from 8 to 128 rows ahead; 4 rows ahead is
+//!   5–20% short of it. With AVX2 the L1 scheme did nothing for key rows on
+//!   64-byte boundaries (the same speed as values only) and gained only on
+//!   rows that straddle cache lines, as in the benchmarks' earlier buffers
+//!   (a `Vec`, 16 bytes into a line); a runtime's cache is aligned;
+//! - the next tile's keys during P·V, against keys ahead: with AVX-512, two
+//!   rows 1.19–1.24×, three 1.40–1.67×, four 1.14–1.28× (1.27–1.64× on
+//!   2 MiB pages); six and eight rows 0.91–1.04×; one row 0.68–0.78×. With
+//!   AVX2 it measured 0.94–1.22× (and lower still when it asked for whole
+//!   key rows at every column block of P·V), so AVX2 keeps the keys ahead.
+//!
+//! Measured slower, and left out: the next tile's keys during P·V against
+//! the L1 scheme on unaligned rows (0.8–0.92× at four rows, session 4);
+//! values only, with the keys left to the hardware prefetcher (0.7–0.8×);
+//! every other line; a software pipelined pass that interleaves the dot
+//! products of tile t + 1 with P·V of tile t a few keys at a time, so that K
+//! and V stream in lockstep (a pure read in that pattern reads 1.0–1.3×
+//! faster than a tile of K then a tile of V, but the pass, with its output
 //! rows in memory, ran at 0.5–0.9×); tiles of 64, 32 or 16 keys for the
 //! decode pass (0.90–1.02×, 0.77–0.84×, 0.67–0.79× at four rows).
 //!
 //! The page size of K and V is the caller's, and it matters: on 2 MiB pages
-//! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.12–1.31× faster
-//! than on 4 KiB pages, and so did a plain read of the same buffers (1.15–1.21×):
+//! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.03–1.31× faster
+//! than on 4 KiB pages over five runs, and a plain read of the same buffers
+//! 1.13–1.21×:
 //! each 4 KiB page is a TLB miss and a restart of the hardware prefetcher,
 //! every 32 key rows at d = 128.
 
