@@ -63,8 +63,8 @@
 //!
 //! The page size of K and V is the caller's, and it matters: on 2 MiB pages
 //! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.03–1.31× faster
-//! than on 4 KiB pages over five runs, and a plain read of the same buffers
-//! 1.13–1.21×:
+//! than on 4 KiB pages over six runs, and a plain read of the same buffers
+//! 1.13–1.24×:
 //! each 4 KiB page is a TLB miss and a restart of the hardware prefetcher,
 //! every 32 key rows at d = 128.
 
