@@ -18,11 +18,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use std::time::Duration;
 use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
 
 mod common;
-use common::{data, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, group, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -174,10 +173,7 @@ fn unfused(
 /// 4 KiB pages and, where the system has them, on 2 MiB pages.
 fn bandwidth(c: &mut Criterion, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 }; // 16 MiB or 256 MiB
-    let mut g = c.benchmark_group("read-bandwidth");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
-    g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+    let mut g = group(c, "read-bandwidth", quick);
     g.throughput(Throughput::Bytes((n * 4) as u64));
     for pages in Pages::available() {
         let data = Floats::new(n, 9, pages);
@@ -198,10 +194,7 @@ fn bench(c: &mut Criterion) {
     bandwidth(c, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
-        let mut g = c.benchmark_group(s.name);
-        g.sample_size(10);
-        g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
-        g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+        let mut g = group(c, s.name, quick);
         let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
         g.throughput(throughput(s, s.heads));
         // Decode reads K and V from DRAM: on 4 KiB pages and on 2 MiB pages

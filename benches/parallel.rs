@@ -20,11 +20,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use std::time::Duration;
 use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit};
 
 mod common;
-use common::{data, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, group, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -105,10 +104,7 @@ fn throughput(s: &Shape) -> Throughput {
 /// where the system has them, on 2 MiB pages (`-huge-pages`).
 fn bandwidth(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 };
-    let mut g = c.benchmark_group("read-bandwidth");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
-    g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+    let mut g = group(c, "read-bandwidth", quick);
     g.throughput(Throughput::Bytes((n * 4) as u64));
     for pages in Pages::available() {
         let sfx = pages.suffix();
@@ -136,10 +132,7 @@ fn bench(c: &mut Criterion) {
     bandwidth(c, &pool, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
-        let mut g = c.benchmark_group(s.name);
-        g.sample_size(10);
-        g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
-        g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+        let mut g = group(c, s.name, quick);
         g.throughput(throughput(s));
         let mut entries = vec![("single", Entry::Single), ("par2", Entry::Parallel)];
         if s.n_q == 1 {

@@ -1,10 +1,23 @@
 //! Shared by the benchmarks: deterministic data, the scorers benchmarked,
 //! buffers on 4 KiB or 2 MiB pages, and the read-bandwidth probes.
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use std::alloc::{alloc, dealloc, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::time::Duration;
 use streamattn::Scorer;
+
+/// A benchmark group with the settings of every group here: 10 samples,
+/// 0.5 s of warm-up and 2 s of measurement (0.1 s and 0.3 s if `quick`).
+pub fn group<'a>(c: &'a mut Criterion, name: &str, quick: bool) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
+    g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
+    g
+}
 
 /// Deterministic data in [-1, 1).
 pub fn data(n: usize, seed: u32) -> Vec<f32> {
