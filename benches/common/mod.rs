@@ -21,15 +21,18 @@ pub fn group<'a>(c: &'a mut Criterion, name: &str, quick: bool) -> BenchmarkGrou
 
 /// Deterministic data in [-1, 1).
 pub fn data(n: usize, seed: u32) -> Vec<f32> {
+    values(seed).take(n).collect()
+}
+
+/// The endless sequence behind [`data`]: a xorshift generator.
+fn values(seed: u32) -> impl Iterator<Item = f32> {
     let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    })
 }
 
 /// Every scorer with its default parameters; `Additive` with `h = d` and
@@ -110,7 +113,6 @@ const HUGE_PAGE: usize = 2 << 20;
 
 impl Floats {
     pub fn new(n: usize, seed: u32, pages: Pages) -> Floats {
-        let values = data(n, seed);
         let bytes = (n.max(1) * 4).next_multiple_of(HUGE_PAGE);
         let layout = Layout::from_size_align(bytes, HUGE_PAGE).unwrap();
         // SAFETY: `layout` has a non-zero size.
@@ -118,7 +120,7 @@ impl Floats {
         if pages == Pages::Huge {
             advise_huge(ptr.as_ptr() as *mut u8, bytes);
         }
-        for (i, &x) in values.iter().enumerate() {
+        for (i, x) in values(seed).take(n).enumerate() {
             // SAFETY: `i < n` floats fit in the `bytes ≥ 4n` just allocated,
             // which are aligned for f32 (2 MiB). The first write to each page
             // faults it in, after the advice above.

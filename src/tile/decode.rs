@@ -64,9 +64,8 @@
 //! The page size of K and V is the caller's, and it matters: on 2 MiB pages
 //! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.03–1.31× faster
 //! than on 4 KiB pages over six runs, and a plain read of the same buffers
-//! 1.13–1.24×:
-//! each 4 KiB page is a TLB miss and a restart of the hardware prefetcher,
-//! every 32 key rows at d = 128.
+//! 1.13–1.24×: each 4 KiB page is a TLB miss and a restart of the hardware
+//! prefetcher, every 32 key rows at d = 128.
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
@@ -179,10 +178,10 @@ fn pass<V: Vector, const R: usize>(
         // value columns read. `scheme` is a constant.
         let scheme = scheme(V::LANES, R);
         let ahead = |j: usize| {
+            if scheme == Prefetch::KeysAhead && t0 + j + AHEAD < p.key_len {
+                prefetch::l2(k.row(t0 + j + AHEAD));
+            }
             if scheme != Prefetch::None {
-                if scheme == Prefetch::KeysAhead && t0 + j + AHEAD < p.key_len {
-                    prefetch::l2(k.row(t0 + j + AHEAD));
-                }
                 prefetch::l2(v.row(t0 + j));
             }
         };
