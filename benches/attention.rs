@@ -12,16 +12,24 @@
 //! way, so its figures compare directly with the others as throughput; its
 //! real work per pair is `h` tangents, not `2d` multiply-adds.
 //!
+//! The kernels run at the best level the CPU has, or at most at
+//! `STREAMATTN_BENCH_LEVEL` (`avx2`, `sse2`, `generic`, ...); the FMA peak
+//! (`fma-peak`) and read bandwidth (`read-bandwidth`) are measured in the
+//! same run.
+//!
 //! Run: `cargo bench --bench attention` (about 6 minutes), or a subset:
 //! `cargo bench --bench attention -- prefill-1k-d64`. Set `STREAMATTN_BENCH_QUICK=1`
 //! for a smoke run (small shapes, short measurements).
+
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
 
 mod common;
-use common::{data, group, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, fma_peak, group, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -40,6 +48,8 @@ const SHAPES: &[Shape] = &[
     Shape { name: "long-8k-d64", heads: 1, kv_heads: 1, n_q: 8192, n_kv: 8192, d: 64, causal: false },
     Shape { name: "decode-32k-d128", heads: 8, kv_heads: 8, n_q: 1, n_kv: 32768, d: 128, causal: false },
     Shape { name: "gqa-decode-32k", heads: 32, kv_heads: 8, n_q: 1, n_kv: 32768, d: 128, causal: false },
+    // A call so small that the fixed cost per call (checks, level dispatch) shows.
+    Shape { name: "tiny-16-d64", heads: 1, kv_heads: 1, n_q: 1, n_kv: 16, d: 64, causal: false },
 ];
 
 const QUICK: &[Shape] = &[
@@ -191,6 +201,9 @@ fn bandwidth(c: &mut Criterion, quick: bool) {
 
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
+    let level = common::level();
+    eprintln!("kernels at {}", Attention::new(streamattn::Scorer::dot()).max_level(level).level());
+    fma_peak(c, quick);
     bandwidth(c, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
@@ -204,7 +217,7 @@ fn bench(c: &mut Criterion) {
             let sfx = pages.suffix();
             let mut b = Buffers::new(s, s.heads, pages);
             for (name, scorer) in scorers(s.d) {
-                let attn = Attention::new(scorer).mask(mask);
+                let attn = Attention::new(scorer).max_level(level).mask(mask);
                 g.bench_function(BenchmarkId::new(name, format!("tiled{sfx}")), |bench| {
                     bench.iter(|| b.run(s, s.heads, &attn))
                 });
@@ -223,7 +236,7 @@ fn bench(c: &mut Criterion) {
                 for (name, scorer) in
                     scorers(s.d).into_iter().filter(|(n, _)| matches!(*n, "sqdist" | "logdist"))
                 {
-                    let attn = Attention::new(scorer).mask(mask).cached_key_norms(cached);
+                    let attn = Attention::new(scorer).max_level(level).mask(mask).cached_key_norms(cached);
                     g.bench_function(BenchmarkId::new(name, format!("tiled-cached-norms{sfx}")), |bench| {
                         bench.iter(|| b.run(s, s.heads, &attn))
                     });
@@ -236,7 +249,7 @@ fn bench(c: &mut Criterion) {
             g.throughput(throughput(s, 1));
             let mut b1 = Buffers::new(s, 1, Pages::Small);
             for (name, scorer) in scorers(s.d) {
-                let attn = Attention::new(scorer).mask(mask).kernel(Kernel::Scalar);
+                let attn = Attention::new(scorer).max_level(level).mask(mask).kernel(Kernel::Scalar);
                 g.bench_function(BenchmarkId::new(name, "scalar"), |bench| {
                     bench.iter(|| b1.run(s, 1, &attn))
                 });

@@ -1,5 +1,5 @@
 //! The parallel entries (feature `rayon`) next to the single-thread entry,
-//! on the shapes of the issue: prefill-1k (8 heads, 1024 × 1024, d = 64 and
+//! on the shapes of `benches/attention.rs`: prefill-1k (8 heads, 1024 × 1024, d = 64 and
 //! 128) and decode-32k (8 heads, 1 query, 32768 keys, d = 128), every
 //! scorer.
 //!
@@ -18,12 +18,15 @@
 //! `STREAMATTN_BENCH_QUICK=1` for a smoke run (small shapes, short
 //! measurements).
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit};
 
 mod common;
-use common::{data, group, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, fma_peak, group, read_all, read_kv, scorers, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -129,6 +132,8 @@ fn bandwidth(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let level = common::level();
+    fma_peak(c, quick);
     bandwidth(c, &pool, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
@@ -143,7 +148,7 @@ fn bench(c: &mut Criterion) {
         for pages in pages {
             let mut b = Buffers::new(s, pages);
             for (name, scorer) in scorers(s.d) {
-                let attn = Attention::new(scorer);
+                let attn = Attention::new(scorer).max_level(level);
                 for &(label, entry) in &entries {
                     // The single-thread entry runs on the calling thread, the
                     // parallel ones on the pool of 2.

@@ -1,4 +1,5 @@
-//! Measures the accuracy of `Kernel::Scalar` and `Kernel::Tiled` against a
+//! Measures the accuracy of the scalar path and the tiled kernel at every
+//! level this CPU supports against a
 //! materialised f64 reference, over a deterministic sweep of cases, and prints
 //! a Markdown table of the worst errors per scorer and kernel.
 //!
@@ -24,11 +25,14 @@
 //!
 //! Run: `cargo run --release --example accuracy`
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Case, Reference, Rng};
-use streamattn::{Kernel, Mask, Scorer};
+use common::{Case, Path, Reference, Rng};
+use streamattn::{Mask, Scorer};
 
 /// A case of the sweep: uniform inputs, or keys in 8 tight clusters with
 /// every query a key plus noise of 1e-3.
@@ -98,7 +102,7 @@ struct Worst {
     rel_at: String,
 }
 
-fn measure(p: &Case, r: &Reference, vmax: &[f64], kernel: Kernel, worst: &mut Worst, label: &str) {
+fn measure(p: &Case, r: &Reference, vmax: &[f64], kernel: Path, worst: &mut Worst, label: &str) {
     let (out, lse) = p.run(kernel);
     for (idx, &x) in out.iter().enumerate() {
         let err = error(x, r.out[idx]);
@@ -135,12 +139,18 @@ fn main() {
         ("NegLogDist p=3.5", Scorer::NegLogDist { eps: 1e-3, p: 3.5 }),
         ("Additive (w random)", common::ADDITIVE),
     ];
-    let kernels = [("Scalar", Kernel::Scalar), ("Tiled", Kernel::Tiled)];
+    let kernels: Vec<(String, Path)> = common::paths()
+        .into_iter()
+        .map(|k| match k {
+            Path::Scalar => ("Scalar".to_string(), k),
+            Path::Tiled(level) => (format!("Tiled, {}", level.name()), k),
+        })
+        .collect();
     let mut rows = Vec::new();
     let mut cases = 0;
     let mut seed = 0;
     for (name, scorer) in scorers {
-        let mut worst = [Worst::default(), Worst::default()];
+        let mut worst: Vec<Worst> = kernels.iter().map(|_| Worst::default()).collect();
         for d in [1, 7, 64, 128, 300] {
             for n_kv in [1, 100, 5000] {
                 for n_q in [3, 12] {
@@ -159,8 +169,8 @@ fn main() {
                                 "d={d} n_kv={n_kv} n_q={n_q} {mask_name} {}",
                                 if clustered { "clustered" } else { "uniform" }
                             );
-                            for (w, (_, kernel)) in worst.iter_mut().zip(kernels) {
-                                measure(&p, &r, &vmax, kernel, w, &label);
+                            for (w, (_, kernel)) in worst.iter_mut().zip(&kernels) {
+                                measure(&p, &r, &vmax, *kernel, w, &label);
                             }
                             cases += 1;
                         }
@@ -168,8 +178,8 @@ fn main() {
                 }
             }
         }
-        for (w, (kname, _)) in worst.into_iter().zip(kernels) {
-            rows.push((name, kname, w));
+        for (w, (kname, _)) in worst.into_iter().zip(&kernels) {
+            rows.push((name, kname.clone(), w));
         }
     }
 

@@ -2,11 +2,8 @@
 //! shape, and prints side by side what each does: the task error, how
 //! sharply it concentrates its weights (entropy), and the time per call.
 //!
-//! Run: `cargo run --release --example compare_scorers` (a default x86-64
-//! build: SSE2), or with the wide kernels (AVX-512 or AVX2, whichever the
-//! machine has):
-//! `RUSTFLAGS="-C target-cpu=native" cargo run --release --example compare_scorers`.
-//! It takes a few seconds, most of them in the `Additive` scorer.
+//! Run: `cargo run --release --example compare_scorers` (the kernels run at
+//! the best level the CPU has). It takes a few seconds, most of them in the `Additive` scorer.
 //!
 //! # The tasks
 //!
@@ -47,7 +44,7 @@
 //! (Writing this example found that `NegLogDist` with `eps > 0` and large `p`
 //! overflowed `d^p` in f32 once `d > f32::MAX^{1/p}`, giving such keys weight
 //! 0; the kernels now work with `ln d^p = (p/2)·ln d²` there, see
-//! `large_powers_do_not_overflow` in tests/edge.rs.)
+//! `large_powers_do_not_overflow` in tests/edge/magnitudes.rs.)
 //!
 //! `Additive` scores `Σ_c w_c tanh(a_c + b_c)` on projections `a = W q`,
 //! `b = U k`, which in practice are learned. Here they are set by hand to a
@@ -90,6 +87,9 @@
 //! scorer (score and P·V, as for a dot product); for `Additive`, each score
 //! term is an add, a `tanh` and a multiply-add. The `tanh` of this version is
 //! a temporary one, so `Additive` times will change.
+
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
 
 use std::time::Instant;
 use streamattn::{project, Attention, Error, HeadsMut, HeadsRef, MatMut, MatRef, Scorer};

@@ -14,6 +14,9 @@
 //!
 //! Run: `cargo run --release --example quickstart`
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 use streamattn::{Attention, MatMut, MatRef, Scorer};
 
 fn f(x: f32, y: f32) -> f32 {
@@ -46,6 +49,8 @@ fn main() -> Result<(), streamattn::Error> {
         ("Additive", Scorer::additive(&w)),
     ];
     let mut outputs = Vec::new();
+    // The tiled kernel runs at the best instruction-set level this CPU has.
+    println!("kernels at {}\n", Attention::new(Scorer::dot()).level());
     println!(
         "query          f(query)   {:>10} {:>10} {:>10} {:>10}",
         "Dot", "NegSqDist", "NegLogDist", "Additive"

@@ -1,91 +1,9 @@
 //! The public entry: an [`Attention`] configuration, validated into a
-//! [`Problem`] and handed to a kernel one head at a time.
+//! [`Problem`] and handed to a kernel.
 
-use crate::scorer::Kind;
+use crate::problem::Problem;
 use crate::view::Layout;
-use crate::{scalar, tile, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer};
-
-/// An additive bias on the scores: `s(i, j) + bias[h][i][j]`, of shape
-/// `[heads, n_q, n_kv]` with strides.
-///
-/// A head stride of 0 shares one `n_q × n_kv` matrix across heads; a row
-/// stride of 0 shares one row across queries (a per-key bias). Entries may be
-/// `−∞` (the key is masked for that query); the log-sum-exp reported includes
-/// the bias.
-///
-/// ```
-/// use streamattn::Bias;
-/// // One 2 × 3 bias shared by every head.
-/// let b = [0.0, -1.0, f32::NEG_INFINITY, 0.5, 0.0, 0.0];
-/// let bias = Bias::new(&b, 2, 3, 3, 0).unwrap();
-/// # let _ = bias;
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Bias<'a> {
-    pub(crate) data: &'a [f32],
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    pub(crate) row_stride: usize,
-    pub(crate) head_stride: usize,
-}
-
-impl<'a> Bias<'a> {
-    /// A bias of `rows × cols` per head (`rows = n_q`, `cols = n_kv`), element
-    /// `[h][i][j]` at `data[h * head_stride + i * row_stride + j]`.
-    ///
-    /// Errors: [`Error::StrideTooSmall`] if `row_stride` is neither 0 nor at
-    /// least `cols`. The length of `data` is checked at the call, against the
-    /// number of heads.
-    pub fn new(
-        data: &'a [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        head_stride: usize,
-    ) -> Result<Self, Error> {
-        if row_stride != 0 && row_stride < cols {
-            return Err(Error::StrideTooSmall { what: "bias", stride: row_stride, min: cols });
-        }
-        Ok(Bias { data, rows, cols, row_stride, head_stride })
-    }
-
-    /// One dense `rows × cols` matrix shared by every head.
-    pub fn shared(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, Error> {
-        Self::new(data, rows, cols, cols, 0)
-    }
-
-    fn check(&self, heads: usize, n_q: usize, n_kv: usize) -> Result<(), Error> {
-        let what = "bias";
-        if self.rows != n_q {
-            return Err(Error::ShapeMismatch { what, expected: n_q, found: self.rows });
-        }
-        if self.cols != n_kv {
-            return Err(Error::ShapeMismatch { what, expected: n_kv, found: self.cols });
-        }
-        if heads == 0 || n_q == 0 || n_kv == 0 {
-            return Ok(());
-        }
-        let needed = (heads - 1)
-            .checked_mul(self.head_stride)
-            .and_then(|x| x.checked_add((n_q - 1).checked_mul(self.row_stride)?))
-            .and_then(|x| x.checked_add(n_kv))
-            .ok_or(Error::Overflow { what })?;
-        if self.data.len() < needed {
-            return Err(Error::BufferTooShort { what, needed, len: self.data.len() });
-        }
-        Ok(())
-    }
-
-    /// The `n_kv` bias entries of query row `i` of head `h`.
-    #[inline]
-    pub(crate) fn row(&self, h: usize, i: usize) -> &'a [f32] {
-        if self.cols == 0 {
-            return &[]; // n_kv = 0: the length was not checked, nothing is read
-        }
-        let o = h * self.head_stride + i * self.row_stride;
-        &self.data[o..o + self.cols]
-    }
-}
+use crate::{arch, scalar, tile, Bias, Error, HeadsMut, HeadsRef, Level, Mask, MatMut, MatRef, Scorer};
 
 /// An attention computation: a scorer, a mask, an optional key length and an
 /// optional bias, applied to queries, keys and values by [`run`](Self::run)
@@ -131,6 +49,7 @@ pub struct Attention<'b> {
     pub(crate) bias: Option<Bias<'b>>,
     pub(crate) norms: Option<HeadsRef<'b>>,
     pub(crate) kernel: Kernel,
+    pub(crate) max_level: Level,
 }
 
 /// Which implementation computes the result. Both compute the same function;
@@ -142,24 +61,15 @@ pub struct Attention<'b> {
 /// # let _ = reference;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Kernel {
-    /// The vectorised tiled kernel (lane width chosen by the build's target
-    /// features). The default.
+    /// The vectorised tiled kernel, at the best [`Level`] the CPU supports
+    /// within [`Attention::max_level`]. The default.
     #[default]
     Tiled,
     /// The scalar streaming path, one row and one small tile of keys at a
     /// time: slow, simple, and what the tiled kernel is tested against.
     Scalar,
-    /// The tiled kernel at a fixed lane width (1, 4, 8 or 16), whatever the
-    /// build: for tests that run every width on one machine.
-    #[doc(hidden)]
-    TiledX1,
-    #[doc(hidden)]
-    TiledX4,
-    #[doc(hidden)]
-    TiledX8,
-    #[doc(hidden)]
-    TiledX16,
 }
 
 impl Kernel {
@@ -168,28 +78,60 @@ impl Kernel {
     pub(crate) fn compute(self, p: &Problem<'_>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
         match self {
             Kernel::Scalar => scalar::run(p, out, layout, lse),
-            Kernel::Tiled => tile::native(p, out, layout, lse),
-            Kernel::TiledX1 => tile::x1(p, out, layout, lse),
-            Kernel::TiledX4 => tile::x4(p, out, layout, lse),
-            Kernel::TiledX8 => tile::x8(p, out, layout, lse),
-            Kernel::TiledX16 => tile::x16(p, out, layout, lse),
+            Kernel::Tiled => arch::dispatch(p.level, tile::Tiled { problem: p, out, layout, lse }),
         }
     }
 }
 
 impl<'b> Attention<'b> {
     /// Attention with `scorer`, no mask, every key, no bias.
+    #[must_use]
     pub const fn new(scorer: Scorer<'b>) -> Self {
-        Attention { scorer, mask: Mask::None, key_len: None, bias: None, norms: None, kernel: Kernel::Tiled }
+        Attention {
+            scorer,
+            mask: Mask::None,
+            key_len: None,
+            bias: None,
+            norms: None,
+            kernel: Kernel::Tiled,
+            max_level: Level::Avx512,
+        }
     }
 
     /// Chooses the implementation (default [`Kernel::Tiled`]).
+    #[must_use]
     pub const fn kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
         self
     }
 
+    /// Caps the [`Level`] the tiled kernel runs at: the call runs at the best
+    /// level the CPU supports of at most `max.lanes()` lanes (by default,
+    /// the best it supports). A runtime caps the level to get the same bits
+    /// on different machines (`Level::Generic` computes the same bits on
+    /// every CPU; `Level::Avx2` the same on every CPU that has AVX2), or to
+    /// rule a level out. It does not change [`Kernel::Scalar`].
+    ///
+    /// ```
+    /// use streamattn::{Attention, Level, Scorer};
+    /// let attn = Attention::new(Scorer::dot()).max_level(Level::Avx2);
+    /// assert!(attn.level().lanes() <= 8);
+    /// ```
+    #[must_use]
+    pub const fn max_level(mut self, max: Level) -> Self {
+        self.max_level = max;
+        self
+    }
+
+    /// The level the tiled kernel runs at on this CPU: the best supported
+    /// within [`max_level`](Self::max_level). For a runtime's log.
+    #[must_use]
+    pub fn level(&self) -> Level {
+        Level::capped(self.max_level)
+    }
+
     /// Sets the mask.
+    #[must_use]
     pub const fn mask(mut self, mask: Mask) -> Self {
         self.mask = mask;
         self
@@ -197,12 +139,14 @@ impl<'b> Attention<'b> {
 
     /// Only the first `key_len` keys exist; the rest (padding of a
     /// preallocated cache) are ignored. Must be at most `n_kv`.
+    #[must_use]
     pub const fn key_len(mut self, key_len: usize) -> Self {
         self.key_len = Some(key_len);
         self
     }
 
     /// Adds `bias` to every score.
+    #[must_use]
     pub const fn bias(mut self, bias: Bias<'b>) -> Self {
         self.bias = Some(bias);
         self
@@ -236,6 +180,7 @@ impl<'b> Attention<'b> {
     /// assert!(out[0] > 1.0 && out[0] < 2.0); // nearest key 0, then 2, then 1
     /// # Ok::<(), streamattn::Error>(())
     /// ```
+    #[must_use]
     pub const fn cached_key_norms(mut self, norms: HeadsRef<'b>) -> Self {
         self.norms = Some(norms);
         self
@@ -384,22 +329,7 @@ impl<'b> Attention<'b> {
             bias: self.bias,
             norms: self.norms,
             group: n_heads / n_kv_heads,
+            level: self.level(),
         })
     }
-}
-
-/// A validated call: every index the kernels compute is in bounds.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Problem<'a> {
-    pub q: HeadsRef<'a>,
-    pub k: HeadsRef<'a>,
-    pub v: HeadsRef<'a>,
-    pub kind: Kind<'a>,
-    pub mask: Mask,
-    pub key_len: usize,
-    pub bias: Option<Bias<'a>>,
-    /// Cached `‖k_j‖²`, `n_kv_heads × n_kv × 1`.
-    pub norms: Option<HeadsRef<'a>>,
-    /// Query heads per key/value head.
-    pub group: usize,
 }

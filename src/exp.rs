@@ -11,13 +11,13 @@
 //! the exponent field; `2^{n−1} · 2` keeps `n = 128` representable.
 //!
 //! Accuracy, checked by this module's tests against f64 on dense sweeps: at
-//! most 2 ulp for `−86.9 ≤ x ≤ 88.7` at every width, with or without FMA (the
+//! most 2 ulp for `−86.9 ≤ x ≤ 88.7` at every level, with or without FMA (the
 //! worst seen is 1.6 ulp, on `[−86.9, 0]` with FMA; 1.5 without). Outside that range:
 //! `x ≤ −87` returns 0 (the true value is below `1.9·10⁻³⁸`, so the absolute
 //! error is under `2⁻¹²⁵`; subnormal results are flushed), `x > 88.73` and
 //! `+∞` return `+∞`, `−∞` returns 0, NaN returns NaN.
 
-use crate::simd::Vector;
+use crate::arch::{Simd, Vector};
 
 const LOG2_E: f32 = core::f32::consts::LOG2_E;
 /// `ln 2` rounded to 9 significant bits: 355 / 512.
@@ -33,33 +33,32 @@ const X_MAX: f32 = 88.73;
 
 /// `e^x` per lane; see the module docs for the error bound.
 #[inline(always)]
-pub(crate) fn exp<V: Vector>(x: V) -> V {
-    let c = V::splat(X_MIN).max(x);
-    let c = V::splat(X_MAX).min(c);
-    let t = c.mul_add(V::splat(LOG2_E), V::splat(ROUND));
-    let n = t - V::splat(ROUND);
-    let r = n.mul_add(V::splat(-LN2_HI), c);
-    let r = n.mul_add(V::splat(-LN2_LO), r);
+pub(crate) fn exp<S: Simd>(s: S, x: S::V) -> S::V {
+    let c = s.splat(X_MIN).max(x);
+    let c = s.splat(X_MAX).min(c);
+    let t = c.mul_add(s.splat(LOG2_E), s.splat(ROUND));
+    let n = t - s.splat(ROUND);
+    let r = n.mul_add(s.splat(-LN2_HI), c);
+    let r = n.mul_add(s.splat(-LN2_LO), r);
     // Taylor series of e^r to degree 7, Horner's rule.
-    let mut p = V::splat(1.0 / 5040.0);
-    p = p.mul_add(r, V::splat(1.0 / 720.0));
-    p = p.mul_add(r, V::splat(1.0 / 120.0));
-    p = p.mul_add(r, V::splat(1.0 / 24.0));
-    p = p.mul_add(r, V::splat(1.0 / 6.0));
-    p = p.mul_add(r, V::splat(0.5));
-    p = p.mul_add(r, V::splat(1.0));
-    p = p.mul_add(r, V::splat(1.0));
+    let mut p = s.splat(1.0 / 5040.0);
+    p = p.mul_add(r, s.splat(1.0 / 720.0));
+    p = p.mul_add(r, s.splat(1.0 / 120.0));
+    p = p.mul_add(r, s.splat(1.0 / 24.0));
+    p = p.mul_add(r, s.splat(1.0 / 6.0));
+    p = p.mul_add(r, s.splat(0.5));
+    p = p.mul_add(r, s.splat(1.0));
+    p = p.mul_add(r, s.splat(1.0));
     // 2^(n-1): exponent field n - 1 + 127, from the low bits of t + 126.
-    let scale = (t + V::splat(126.0)).shl23();
-    x.nan_or(p * scale * V::splat(2.0))
+    let scale = (t + s.splat(126.0)).shl23();
+    x.nan_or(p * scale * s.splat(2.0))
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::exp;
-    use crate::simd::Vector;
-    use wide::{f32x16, f32x4, f32x8};
+    use crate::arch::{each_level, Job, Simd, Vector};
 
     #[test]
     fn ln2_splits_into_an_exact_high_part_and_a_close_low_part() {
@@ -81,20 +80,20 @@ mod tests {
         (got as f64 - want).abs() / ulp
     }
 
-    fn max_ulps<V: Vector>(lo: f32, hi: f32, steps: usize) -> f64 {
+    fn max_ulps<S: Simd>(s: S, lo: f32, hi: f32, steps: usize) -> f64 {
         let mut worst = 0.0f64;
         let mut xs = [0.0f32; 16];
         let mut out = [0.0f32; 16];
         let mut i = 0;
         while i < steps {
-            for (k, x) in xs.iter_mut().take(V::LANES).enumerate() {
+            for (k, x) in xs.iter_mut().take(S::LANES).enumerate() {
                 *x = lo + (hi - lo) * ((i + k) as f32 / steps as f32);
             }
-            exp(V::load(&xs)).store(&mut out);
-            for k in 0..V::LANES {
+            exp(s, s.load(&xs)).store(&mut out);
+            for k in 0..S::LANES {
                 worst = worst.max(ulps(out[k], (xs[k] as f64).exp()));
             }
-            i += V::LANES;
+            i += S::LANES;
         }
         worst
     }
@@ -103,40 +102,44 @@ mod tests {
         2.0
     }
 
-    fn check_width<V: Vector>() {
-        // Dense sweeps: softmax feeds [-87, 0]; the rest is for powers.
-        for (lo, hi) in [(-86.9f32, 0.0f32), (-1.0, 1.0), (0.0, 88.7), (-1e-3, 1e-3)] {
-            let worst = max_ulps::<V>(lo, hi, 1 << 18);
-            std::println!("exp, {} lanes, [{lo}, {hi}]: max {worst:.2} ulp", V::LANES);
-            assert!(worst <= bound(), "{} lanes: {worst} ulp on [{lo}, {hi}]", V::LANES);
+    #[derive(Clone, Copy)]
+    struct Check;
+
+    impl Job for Check {
+        type Output = ();
+        fn run<S: Simd>(self, s: S) {
+            let level = S::LEVEL;
+            // Dense sweeps: softmax feeds [-87, 0]; the rest is for powers.
+            for (lo, hi) in [(-86.9f32, 0.0f32), (-1.0, 1.0), (0.0, 88.7), (-1e-3, 1e-3)] {
+                let worst = max_ulps(s, lo, hi, 1 << 18);
+                std::println!("exp, {level}, [{lo}, {hi}]: max {worst:.2} ulp");
+                assert!(worst <= bound(), "{level}: {worst} ulp on [{lo}, {hi}]");
+            }
+            // Flush, overflow and the special values.
+            let mut out = [0.0f32; 16];
+            let specials = [f32::NEG_INFINITY, -1e30, -200.0, -87.5, 0.0, -0.0, 88.8, 1e30];
+            let want = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, f32::INFINITY, f32::INFINITY];
+            for (x, w) in specials.iter().zip(want) {
+                exp(s, s.splat(*x)).store(&mut out);
+                assert_eq!(out[0], w, "{level}: exp({x})");
+            }
+            exp(s, s.splat(f32::INFINITY)).store(&mut out);
+            assert_eq!(out[0], f32::INFINITY);
+            exp(s, s.splat(f32::NAN)).store(&mut out);
+            assert!(out[0].is_nan());
+            // Near the flush threshold the error is absolute and tiny.
+            for x in [-87.0f32, -86.99, -86.95] {
+                exp(s, s.splat(x)).store(&mut out);
+                assert!((out[0] as f64 - (x as f64).exp()).abs() < 2f64.powi(-125), "{level}: exp({x})");
+            }
+            // e^88.72 is finite and right.
+            exp(s, s.splat(88.72)).store(&mut out);
+            assert!(ulps(out[0], (88.72f32 as f64).exp()) <= bound());
         }
-        // Flush, overflow and the special values.
-        let mut out = [0.0f32; 16];
-        let specials = [f32::NEG_INFINITY, -1e30, -200.0, -87.5, 0.0, -0.0, 88.8, 1e30];
-        let want = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, f32::INFINITY, f32::INFINITY];
-        for (x, w) in specials.iter().zip(want) {
-            exp(V::splat(*x)).store(&mut out);
-            assert_eq!(out[0], w, "exp({x})");
-        }
-        exp(V::splat(f32::INFINITY)).store(&mut out);
-        assert_eq!(out[0], f32::INFINITY);
-        exp(V::splat(f32::NAN)).store(&mut out);
-        assert!(out[0].is_nan());
-        // Near the flush threshold the error is absolute and tiny.
-        for x in [-87.0f32, -86.99, -86.95] {
-            exp(V::splat(x)).store(&mut out);
-            assert!((out[0] as f64 - (x as f64).exp()).abs() < 2f64.powi(-125), "exp({x})");
-        }
-        // e^88.72 is finite and right.
-        exp(V::splat(88.72)).store(&mut out);
-        assert!(ulps(out[0], (88.72f32 as f64).exp()) <= bound());
     }
 
     #[test]
-    fn every_width_is_within_its_bound() {
-        check_width::<f32>();
-        check_width::<f32x4>();
-        check_width::<f32x8>();
-        check_width::<f32x16>();
+    fn every_level_is_within_its_bound() {
+        each_level(Check);
     }
 }

@@ -24,7 +24,14 @@
 //!   each row's log-sum-exp; [`merge`] combines results over disjoint key
 //!   ranges (split-KV); [`key_norms`] and [`Attention::cached_key_norms`]
 //!   let a KV cache keep the key norms the distance scorers need.
+//! - The tiled kernel runs at the best [`Level`] of vector instructions the
+//!   CPU has (AVX-512, AVX2 + FMA, SSE2, NEON, ...), detected once at run
+//!   time, so a plain build is fast everywhere; [`Attention::max_level`]
+//!   caps it, [`Kernel::Scalar`] is the simple path it is tested against.
 //! - Every bad input is an [`Error`], never a panic.
+//! - `unsafe` is denied but in the x86-64 module that detects the CPU and
+//!   enters the `#[target_feature]` kernels; each block there states why it
+//!   is sound.
 //! - With the `rayon` feature (which needs `std`), the `par_*` entries of
 //!   [`Attention`] spread one call over rayon's thread pool: bit-identical
 //!   to the single-thread call, or with the keys split across threads
@@ -50,17 +57,21 @@
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// Unit tests are held to clippy's default lints, like the integration tests.
+#![cfg_attr(test, allow(clippy::pedantic))]
 
+mod arch;
 mod attention;
+mod bias;
 mod error;
 mod exp;
+mod ln;
 mod mask;
 mod norms;
-mod prefetch;
+mod problem;
 mod project;
 mod scalar;
 mod scorer;
-mod simd;
 mod softmax;
 mod tanh;
 mod tile;
@@ -73,7 +84,9 @@ pub mod parallel;
 #[cfg(feature = "rayon")]
 pub use parallel::KvSplit;
 
-pub use attention::{Attention, Bias, Kernel};
+pub use arch::{Level, UnknownLevel};
+pub use attention::{Attention, Kernel};
+pub use bias::Bias;
 pub use error::Error;
 pub use mask::Mask;
 pub use norms::key_norms;

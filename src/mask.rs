@@ -6,6 +6,7 @@
 //! with `-∞` entries.
 
 use crate::Error;
+use core::ops::Range;
 
 /// Which keys query row `i` sees (rows and keys numbered from 0).
 ///
@@ -32,6 +33,7 @@ use crate::Error;
 /// assert_eq!(Mask::causal_bottom_right(4, 10), Mask::Causal { offset: 6 });
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Mask {
     /// Every key is seen.
     #[default]
@@ -55,13 +57,15 @@ pub enum Mask {
 impl Mask {
     /// `Causal` with `offset = n_kv − n_q` (0 when `n_q > n_kv`): the last query
     /// row sees every key.
+    #[must_use]
     pub const fn causal_bottom_right(n_q: usize, n_kv: usize) -> Self {
         Mask::Causal { offset: n_kv.saturating_sub(n_q) }
     }
 
     /// The keys `lo..hi` that row `i` sees among the first `key_len` keys
     /// (empty when the row sees none).
-    pub fn key_range(&self, i: usize, key_len: usize) -> core::ops::Range<usize> {
+    #[must_use]
+    pub fn key_range(&self, i: usize, key_len: usize) -> Range<usize> {
         // In u128 the position `i + offset` and the window's ends never overflow.
         let (i, n) = (i as u128, key_len as u128);
         let (lo, hi) = match *self {
@@ -86,6 +90,55 @@ impl Mask {
                 } else {
                     Ok(())
                 }
+            }
+        }
+    }
+
+    /// The mask seen from query row `r0` on: row `i` of the result is row
+    /// `r0 + i`, at the same position among the keys.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn rows_from(self, r0: usize) -> Mask {
+        // No saturation in practice: offset ≤ n_kv and r0 < n_q, both below
+        // isize::MAX / 4 (lengths of f32 slices).
+        match self {
+            Mask::None => Mask::None,
+            Mask::Causal { offset } => Mask::Causal { offset: offset.saturating_add(r0) },
+            Mask::Window { offset, left, right } => {
+                Mask::Window { offset: offset.saturating_add(r0), left, right }
+            }
+        }
+    }
+
+    /// The query rows of `rows` that see keys at or after key `a`, in at most
+    /// two groups, each with the mask that gives its rows' keys in the
+    /// coordinates of a key range starting at `a` (row 0 of the mask = the
+    /// group's first row). Rows in neither group see no key from `a` on.
+    ///
+    /// Row `i` is at position `pos = i + offset` among the keys.
+    /// - `None`: every row, no mask.
+    /// - `Causal`: rows with `pos ≥ a`, `Causal { offset: pos_first − a }`;
+    ///   the others see only keys `≤ pos < a`.
+    /// - `Window`: rows with `pos ≥ a` as `Window { offset: pos_first − a, .. }`;
+    ///   rows with `pos < a ≤ pos + right` see keys `a..=pos + right` (their
+    ///   window starts before `a`): `Causal { offset: pos_first + right − a }`;
+    ///   rows with `pos + right < a` see none.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn keys_from(self, rows: Range<usize>, a: usize) -> [(Range<usize>, Mask); 2] {
+        let at = |i: usize| i.clamp(rows.start, rows.end);
+        let none = (rows.end..rows.end, Mask::None);
+        match self {
+            Mask::None => [(rows, Mask::None), none],
+            Mask::Causal { offset } => {
+                let i0 = at(a.saturating_sub(offset));
+                [(i0..rows.end, Mask::Causal { offset: (i0 + offset).saturating_sub(a) }), none]
+            }
+            Mask::Window { offset, left, right } => {
+                let i0 = at(a.saturating_sub(offset));
+                let i1 = at(a.saturating_sub(offset.saturating_add(right)));
+                [
+                    (i0..rows.end, Mask::Window { offset: (i0 + offset).saturating_sub(a), left, right }),
+                    (i1..i0, Mask::Causal { offset: (i1 + offset).saturating_add(right).saturating_sub(a) }),
+                ]
             }
         }
     }

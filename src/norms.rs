@@ -15,7 +15,8 @@ use crate::{Error, HeadsMut, HeadsRef};
 /// decode step does not recompute the norms of the whole cache.
 ///
 /// Each norm is summed left to right, as the prefill kernel sums the norms it
-/// computes itself (heads of up to 256 columns), so results with cached norms
+/// computes itself (heads of up to 256 columns; 64 at
+/// [`Level::Generic`](crate::Level::Generic)), so results with cached norms
 /// are the same as without there, and elsewhere differ only by the rounding
 /// of the norms. Norms that do not belong to the keys (stale or garbage) give
 /// wrong results: the kernels trust them, as they trust the keys.

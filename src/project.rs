@@ -1,6 +1,6 @@
 //! Projections for the `Additive` scorer: `out = x · Wᵀ`.
 
-use crate::simd::{Native, Vector};
+use crate::arch::{dispatch, Job, Level, Simd, Vector};
 use crate::{Error, MatMut, MatRef};
 
 /// Rows of `x` and of `W` per register block.
@@ -17,6 +17,8 @@ const B: usize = 4;
 /// a KV cache, project each new row once and keep the projections next to the
 /// cache (as with the keys themselves).
 ///
+/// It runs at [`Level::detected`].
+///
 /// Errors: [`Error::ShapeMismatch`] if `w.cols() != x.cols()`,
 /// `out.rows() != x.rows()` or `out.cols() != w.rows()`.
 ///
@@ -29,7 +31,7 @@ const B: usize = 4;
 /// assert_eq!(a, [1.0, 3.0]);
 /// # Ok::<(), streamattn::Error>(())
 /// ```
-pub fn project(x: MatRef<'_>, w: MatRef<'_>, mut out: MatMut<'_>) -> Result<(), Error> {
+pub fn project(x: MatRef<'_>, w: MatRef<'_>, out: MatMut<'_>) -> Result<(), Error> {
     let mismatch = |what, expected: usize, found: usize| {
         if expected == found {
             Ok(())
@@ -40,12 +42,36 @@ pub fn project(x: MatRef<'_>, w: MatRef<'_>, mut out: MatMut<'_>) -> Result<(), 
     mismatch("w", x.cols(), w.cols())?;
     mismatch("out", x.rows(), out.rows())?;
     mismatch("out", w.rows(), out.cols())?;
+    dispatch(Level::detected(), Projection { x, w, out });
+    Ok(())
+}
+
+/// A checked projection, run at a level.
+struct Projection<'a, 'o> {
+    x: MatRef<'a>,
+    w: MatRef<'a>,
+    out: MatMut<'o>,
+}
+
+impl Job for Projection<'_, '_> {
+    type Output = ();
+    fn run<S: Simd>(self, simd: S) {
+        simd.vectorize(
+            #[inline(always)]
+            || blocks(simd, self.x, self.w, self.out),
+        );
+    }
+}
+
+/// `out = x Wᵀ` in `B × B` blocks.
+#[inline(always)]
+fn blocks<S: Simd>(simd: S, x: MatRef<'_>, w: MatRef<'_>, mut out: MatMut<'_>) {
     let (n, h) = (x.rows(), w.rows());
     for i0 in (0..n).step_by(B) {
         let xr: [&[f32]; B] = core::array::from_fn(|r| x.row((i0 + r).min(n - 1)));
         for c0 in (0..h).step_by(B) {
             let wr: [&[f32]; B] = core::array::from_fn(|c| w.row((c0 + c).min(h - 1)));
-            let block = dots::<Native>(xr, wr);
+            let block = dots(simd, xr, wr);
             for (r, row) in block.iter().enumerate().take(n - i0) {
                 let o = out.row_mut(i0 + r);
                 for (c, &v) in row.iter().enumerate().take(h - c0) {
@@ -54,16 +80,15 @@ pub fn project(x: MatRef<'_>, w: MatRef<'_>, mut out: MatMut<'_>) -> Result<(), 
             }
         }
     }
-    Ok(())
 }
 
 /// The `B × B` dot products of rows `x[r]` and `w[c]`.
 #[inline(always)]
-fn dots<V: Vector>(x: [&[f32]; B], w: [&[f32]; B]) -> [[f32; B]; B] {
-    let (d, l) = (x[0].len(), V::LANES);
-    let mut acc = [[V::splat(0.0); B]; B];
+fn dots<S: Simd>(simd: S, x: [&[f32]; B], w: [&[f32]; B]) -> [[f32; B]; B] {
+    let (d, l) = (x[0].len(), S::LANES);
+    let mut acc = [[simd.splat(0.0); B]; B];
     let mut k = 0;
-    let load = |s: &[f32], k: usize| if k + l <= d { V::load(&s[k..]) } else { V::load_partial(&s[k..]) };
+    let load = |s: &[f32], k: usize| if k + l <= d { simd.load(&s[k..]) } else { simd.load_partial(&s[k..]) };
     while k < d {
         let wv = w.map(|row| load(row, k));
         for r in 0..B {
@@ -74,5 +99,5 @@ fn dots<V: Vector>(x: [&[f32]; B], w: [&[f32]; B]) -> [[f32; B]; B] {
         }
         k += l;
     }
-    acc.map(|row| row.map(|a| a.reduce_add()))
+    acc.map(|row| row.map(super::arch::Vector::reduce_add))
 }

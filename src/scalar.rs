@@ -7,7 +7,7 @@
 //! the running maximum and sum ([`Running`]), accumulate `p_j v_j` straight
 //! into the output row, and divide by the sum at the end.
 
-use crate::attention::Problem;
+use crate::problem::Problem;
 use crate::softmax::{weight, Running};
 use crate::view::Layout;
 
@@ -49,7 +49,9 @@ fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, m
             let tile_max = tile.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let (alpha, shift) = run.advance(tile_max);
             if alpha != 1.0 {
-                o.iter_mut().for_each(|x| *x *= alpha);
+                for x in o.iter_mut() {
+                    *x *= alpha;
+                }
             }
             for (t, &st) in tile.iter().enumerate() {
                 let p = weight(st, shift);
@@ -63,7 +65,9 @@ fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, m
         if inv == 0.0 {
             o.fill(0.0); // no key had weight: exactly 0, even if a weight-0 value was NaN
         } else {
-            o.iter_mut().for_each(|x| *x *= inv);
+            for x in o.iter_mut() {
+                *x *= inv;
+            }
         }
         if let Some(l) = lse.as_deref_mut() {
             l[i] = row_lse + kind.lse_shift(qi);

@@ -80,21 +80,25 @@ pub enum Scorer<'w> {
 
 impl<'w> Scorer<'w> {
     /// `Dot` with the default scale `1/√d`.
+    #[must_use]
     pub const fn dot() -> Self {
         Scorer::Dot { scale: None }
     }
 
     /// `NegSqDist` with the default scale `1/√d`.
+    #[must_use]
     pub const fn neg_sq_dist() -> Self {
         Scorer::NegSqDist { scale: None }
     }
 
     /// `NegLogDist` with the defaults `eps = 1e-3`, `p = 2`.
+    #[must_use]
     pub const fn neg_log_dist() -> Self {
         Scorer::NegLogDist { eps: 1e-3, p: 2.0 }
     }
 
     /// `Additive` with output weights `w` (its length is the projection width).
+    #[must_use]
     pub const fn additive(w: &'w [f32]) -> Self {
         Scorer::Additive { w }
     }
@@ -190,9 +194,9 @@ impl Kind<'_> {
 /// `‖w‖₁ (1 + 2⁻²⁴)^{h+1} ≤ ‖w‖₁ e^{(h+1)·2⁻²⁴}`. (`‖w‖₁` is summed in f64,
 /// left to right: its own rounding is far below the margin.)
 pub(crate) fn additive_overflows(w: &[f32]) -> bool {
-    let l1 = w.iter().fold(0.0f64, |acc, &x| acc + (x as f64).abs());
+    let l1 = w.iter().fold(0.0f64, |acc, &x| acc + f64::from(x).abs());
     let growth = libm::exp((w.len() as f64 + 1.0) * (1.0 / 16_777_216.0));
-    l1 * growth > f32::MAX as f64
+    l1 * growth > f64::from(f32::MAX)
 }
 
 /// `d^p` from the squared distance `d2 = d²`, clamped at 0 first.

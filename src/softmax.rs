@@ -46,7 +46,7 @@ impl Running {
     /// `(1/l, lse)`: the factor that normalises the accumulator (0 when no key
     /// had weight) and the log-sum-exp of the logits seen.
     #[inline]
-    pub(crate) fn finish(&self) -> (f32, f32) {
+    pub(crate) fn finish(self) -> (f32, f32) {
         let inv = if self.l == 0.0 { 0.0 } else { 1.0 / self.l };
         (inv, self.m + libm::logf(self.l))
     }
@@ -65,7 +65,7 @@ impl Running {
     pub(crate) fn advance_linear(&mut self, tile_max: f32) -> (f32, f32) {
         let m = self.m.max(tile_max);
         let (alpha, inv) = if m == f32::INFINITY {
-            ((self.m == f32::INFINITY) as u8 as f32, 0.0)
+            (f32::from(u8::from(self.m == f32::INFINITY)), 0.0)
         } else if m == 0.0 {
             (1.0, 0.0)
         } else {
@@ -78,7 +78,7 @@ impl Running {
 
     /// Linear-domain [`finish`](Self::finish).
     #[inline]
-    pub(crate) fn finish_linear(&self) -> (f32, f32) {
+    pub(crate) fn finish_linear(self) -> (f32, f32) {
         let inv = if self.l == 0.0 { 0.0 } else { 1.0 / self.l };
         (inv, libm::logf(self.m) + libm::logf(self.l))
     }

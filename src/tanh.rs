@@ -35,11 +35,10 @@
 //!
 //! Cost: the division and about 25 other instructions per vector with AVX-512
 //! (the selects become a masked division and the sign a `vpternlogd`); in a
-//! tight loop about 1.5 times the time of [`exp`](crate::exp) at `f32x16`.
+//! tight loop about 1.5 times the time of [`exp`](crate::exp).
 //!
 //! Accuracy, over all 2³² inputs (the ignored `exhaustive` test, run at every
-//! width on x86-64 in the default SSE2 build, without FMA, and in the
-//! `x86-64-v3` and AVX-512 builds, with FMA but for the one-lane `f32`, which
+//! level: SSE2 without FMA, AVX2 and AVX-512 with FMA, `Generic`, which
 //! never fuses; aarch64 NEON fuses as they do): at most 1.498 ulp in every case,
 //! at `x = ±3.812386`; the tests assert 1.5 ulp. (The ulp is that of the exact
 //! result's binade.) The polynomial path alone, `|x| ≤ T`, is within 0.786
@@ -51,7 +50,7 @@
 //! with FMA, 318 540 without), where consecutive inputs are closer than the
 //! error.
 
-use crate::simd::Vector;
+use crate::arch::{Simd, Vector};
 
 /// `2 · log₂e`: `n = round(|x| · 2log₂e)`.
 const TWO_LOG2_E: f32 = 2.885_39;
@@ -78,43 +77,41 @@ const E4: f32 = 4.442_401_2e-2;
 
 /// `tanh x` per lane; see the module docs for the error bound.
 #[inline(always)]
-pub(crate) fn tanh<V: Vector>(x: V) -> V {
+pub(crate) fn tanh<S: Simd>(simd: S, x: S::V) -> S::V {
     let a = x.abs();
     // The quotient: u = e^{2a} − 1 = 2^{n+1}·h + 2^n − 1, h = expm1(2r)/2.
-    let t = a.mul_add(V::splat(TWO_LOG2_E), V::splat(ROUND));
-    let n = t - V::splat(ROUND);
-    let r = n.mul_add(V::splat(-HALF_LN2_HI), a);
-    let r = n.mul_add(V::splat(-HALF_LN2_LO), r);
-    let mut p = V::splat(E4);
-    p = p.mul_add(r, V::splat(E3));
-    p = p.mul_add(r, V::splat(E2));
-    p = p.mul_add(r, V::splat(E1));
-    p = p.mul_add(r, V::splat(E0));
+    let t = a.mul_add(simd.splat(TWO_LOG2_E), simd.splat(ROUND));
+    let n = t - simd.splat(ROUND);
+    let r = n.mul_add(simd.splat(-HALF_LN2_HI), a);
+    let r = n.mul_add(simd.splat(-HALF_LN2_LO), r);
+    let mut p = simd.splat(E4);
+    p = p.mul_add(r, simd.splat(E3));
+    p = p.mul_add(r, simd.splat(E2));
+    p = p.mul_add(r, simd.splat(E1));
+    p = p.mul_add(r, simd.splat(E0));
     let h = (r * r).mul_add(p, r);
     // 2^{n+1}: exponent field n + 128, from the low bits of t + 128.
-    let s = (t + V::splat(128.0)).shl23();
-    let u = s.mul_add(h, s.mul_add(V::splat(0.5), V::splat(-1.0)));
-    let large = a.lt_select(V::splat(X_SAT), u / (u + V::splat(2.0)), V::splat(1.0));
+    let s = (t + simd.splat(128.0)).shl23();
+    let u = s.mul_add(h, s.mul_add(simd.splat(0.5), simd.splat(-1.0)));
+    let large = a.lt_select(simd.splat(X_SAT), u / (u + simd.splat(2.0)), simd.splat(1.0));
     // The polynomial.
     let z = a * a;
-    let mut q = V::splat(S2);
-    q = q.mul_add(z, V::splat(S1));
-    q = q.mul_add(z, V::splat(S0));
+    let mut q = simd.splat(S2);
+    q = q.mul_add(z, simd.splat(S1));
+    q = q.mul_add(z, simd.splat(S0));
     let small = (a * z).mul_add(q, a);
     // A NaN fails the comparison and goes through the polynomial, which keeps it.
-    V::splat(T).lt_select(a, large, small).copysign(x)
+    simd.splat(T).lt_select(a, large, small).copysign(x)
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::{tanh, T, X_SAT};
-    use crate::simd::{Native, Vector};
-    use wide::{f32x16, f32x4, f32x8};
+    use crate::arch::{each_level, Job, Level, Simd, Vector};
 
-    /// The error bound asserted at every width, with or without FMA.
+    /// The error bound asserted at every level, with or without FMA.
     const BOUND: f64 = 1.5;
-    const WIDTHS: [usize; 4] = [1, 4, 8, 16];
 
     /// `|got − want|` in ulp of `want`'s binade (`2^-149` below `2^-126`).
     fn ulps(got: f32, want: f64) -> f64 {
@@ -122,23 +119,18 @@ mod tests {
         (got as f64 - want).abs() / 2f64.powi(e.max(-126) - 23)
     }
 
-    /// `tanh` of 16 inputs at width `V`.
-    fn eval<V: Vector>(xs: &[f32; 16]) -> [f32; 16] {
+    /// `tanh` of 16 inputs at level `S`.
+    fn eval<S: Simd>(s: S, xs: &[f32; 16]) -> [f32; 16] {
         let mut out = [0.0f32; 16];
-        for k in (0..16).step_by(V::LANES) {
-            tanh(V::load(&xs[k..])).store(&mut out[k..]);
+        for k in (0..16).step_by(S::LANES) {
+            tanh(s, s.load(&xs[k..])).store(&mut out[k..]);
         }
         out
     }
 
-    /// `tanh` of 16 inputs at every width, in the order of [`WIDTHS`].
-    fn eval_all(xs: &[f32; 16]) -> [[f32; 16]; 4] {
-        [eval::<f32>(xs), eval::<f32x4>(xs), eval::<f32x8>(xs), eval::<f32x16>(xs)]
-    }
-
-    /// The worst error over a sweep at one width and where it is reached; how
-    /// many times the result fell while `|x|` rose, the largest fall (in ulp
-    /// of the result) and where.
+    /// The worst error over a sweep and where it is reached; how many times
+    /// the result fell while `|x|` rose, the largest fall (in ulp of the
+    /// result) and where.
     #[derive(Clone, Copy, Default)]
     struct Worst {
         ulps: f64,
@@ -149,46 +141,45 @@ mod tests {
     }
 
     /// Checks the bit patterns `lo, lo + step, …` below `hi`, and their
-    /// negations, at every width: the error against `libm::tanh` in f64, NaN
-    /// in NaN out, exact symmetry, and falls of the result as `|x|` rises along
-    /// the sweep. [`report`] checks the bounds.
-    fn sweep(lo: u64, hi: u64, step: u64) -> [Worst; 4] {
-        let mut worst = [Worst::default(); 4];
+    /// negations: the error against `libm::tanh` in f64, NaN in NaN out,
+    /// exact symmetry, and falls of the result as `|x|` rises along the
+    /// sweep. [`report`] checks the bounds.
+    fn sweep<S: Simd>(s: S, lo: u64, hi: u64, step: u64) -> Worst {
+        let level = S::LEVEL;
+        let mut worst = Worst::default();
         let mut xs = [0.0f32; 16];
         let mut want = [0.0f64; 16];
-        let mut prev = [(0.0f32, 0.0f32); 4];
+        let mut prev = (0.0f32, 0.0f32);
         let mut bits = lo;
         while bits < hi {
             for k in 0..16 {
                 xs[k] = f32::from_bits((bits + k as u64 * step).min(hi - 1) as u32);
                 want[k] = libm::tanh(xs[k] as f64);
             }
-            let out = eval_all(&xs);
-            let neg = eval_all(&xs.map(|x| -x));
-            for w in 0..4 {
-                for k in 0..16 {
-                    let (x, y) = (xs[k], out[w][k]);
-                    if x.is_nan() {
-                        assert!(y.is_nan() && neg[w][k].is_nan(), "{} lanes: tanh({x}) = {y}", WIDTHS[w]);
-                        continue;
-                    }
-                    assert_eq!((-y).to_bits(), neg[w][k].to_bits(), "{} lanes: tanh(-{x:e})", WIDTHS[w]);
-                    let e = ulps(y, want[k]);
-                    if e > worst[w].ulps {
-                        worst[w].ulps = e;
-                        worst[w].at = x;
-                    }
-                    let (px, py) = prev[w];
-                    if x.abs() > px.abs() && y.abs() < py.abs() {
-                        worst[w].falls += 1;
-                        let fall = ulps(y.abs(), py.abs() as f64);
-                        if fall > worst[w].fall {
-                            worst[w].fall = fall;
-                            worst[w].fall_at = x;
-                        }
-                    }
-                    prev[w] = (x, y);
+            let out = eval(s, &xs);
+            let neg = eval(s, &xs.map(|x| -x));
+            for k in 0..16 {
+                let (x, y) = (xs[k], out[k]);
+                if x.is_nan() {
+                    assert!(y.is_nan() && neg[k].is_nan(), "{level}: tanh({x}) = {y}");
+                    continue;
                 }
+                assert_eq!((-y).to_bits(), neg[k].to_bits(), "{level}: tanh(-{x:e})");
+                let e = ulps(y, want[k]);
+                if e > worst.ulps {
+                    worst.ulps = e;
+                    worst.at = x;
+                }
+                let (px, py) = prev;
+                if x.abs() > px.abs() && y.abs() < py.abs() {
+                    worst.falls += 1;
+                    let fall = ulps(y.abs(), py.abs() as f64);
+                    if fall > worst.fall {
+                        worst.fall = fall;
+                        worst.fall_at = x;
+                    }
+                }
+                prev = (x, y);
             }
             bits += 16 * step;
         }
@@ -197,123 +188,107 @@ mod tests {
 
     /// Prints a sweep's results and checks them: within [`BOUND`], and
     /// monotone to within one ulp.
-    fn report(what: &str, worst: &[Worst; 4]) {
-        for (w, lanes) in WIDTHS.iter().enumerate() {
-            let Worst { ulps, at, falls, fall, fall_at } = worst[w];
-            std::println!(
-                "tanh, {lanes} lanes, {what}: max {ulps:.3} ulp at {at:e}; {falls} falls, \
-                 at most {fall} ulp (at {fall_at:e})"
-            );
-            assert!(ulps <= BOUND, "{lanes} lanes, {what}: {ulps} ulp at {at:e}");
-            assert!(fall <= 1.0, "{lanes} lanes, {what}: falls by {fall} ulp at {fall_at:e}");
+    fn report(level: Level, what: &str, worst: Worst) {
+        let Worst { ulps, at, falls, fall, fall_at } = worst;
+        std::println!(
+            "tanh, {level}, {what}: max {ulps:.3} ulp at {at:e}; {falls} falls, at most {fall} ulp (at {fall_at:e})"
+        );
+        assert!(ulps <= BOUND, "{level}, {what}: {ulps} ulp at {at:e}");
+        assert!(fall <= 1.0, "{level}, {what}: falls by {fall} ulp at {fall_at:e}");
+    }
+
+    #[derive(Clone, Copy)]
+    struct Sweeps;
+
+    impl Job for Sweeps {
+        type Output = ();
+        fn run<S: Simd>(self, s: S) {
+            let level = S::LEVEL;
+            // Every 1021st bit pattern: 4.2 million points over the whole range.
+            report(level, "every 1021st f32", sweep(s, 0, 1 << 32, 1021));
+            // Denser where both paths meet and where the error is largest.
+            let (lo, hi) = ((T / 2.0).to_bits() as u64, 9.1f32.to_bits() as u64);
+            report(level, "every 97th f32 in [T/2, 9.1]", sweep(s, lo, hi, 97));
+            // Consecutive inputs across the switch between the paths.
+            let t = T.to_bits() as u64;
+            report(level, "50000 f32 either side of T", sweep(s, t - 50_000, t + 50_000, 1));
         }
     }
 
     #[test]
-    fn every_width_is_within_its_bound() {
-        // Every 1021st bit pattern: 4.2 million points over the whole range.
-        report("every 1021st f32", &sweep(0, 1 << 32, 1021));
-        // Denser where both paths meet and where the error is largest.
-        report(
-            "every 97th f32 in [T/2, 9.1]",
-            &sweep((T / 2.0).to_bits() as u64, 9.1f32.to_bits() as u64, 97),
-        );
-        // Consecutive inputs across the switch between the paths.
-        let t = T.to_bits() as u64;
-        report("50000 f32 either side of T", &sweep(t - 50_000, t + 50_000, 1));
+    fn every_level_is_within_its_bound() {
+        each_level(Sweeps);
+    }
+
+    #[derive(Clone, Copy)]
+    struct Specials;
+
+    impl Job for Specials {
+        type Output = ();
+        fn run<S: Simd>(self, s: S) {
+            let level = S::LEVEL;
+            let sub = f32::MIN_POSITIVE / 3.0;
+            let cases: [(f32, f32); 16] = [
+                (0.0, 0.0),
+                (-0.0, -0.0),
+                (f32::INFINITY, 1.0),
+                (f32::NEG_INFINITY, -1.0),
+                (9.02, 1.0),
+                (-X_SAT, -1.0),
+                (10.0, 1.0),
+                (-1e30, -1.0),
+                (f32::MAX, 1.0),
+                (f32::MIN, -1.0),
+                (sub, sub),
+                (-sub, -sub),
+                (f32::from_bits(1), f32::from_bits(1)),
+                (f32::MIN_POSITIVE, f32::MIN_POSITIVE),
+                (1e-20, 1e-20),
+                (-3e-5, -3e-5),
+            ];
+            // All in one vector (at 16 lanes), so that lanes with different paths meet.
+            let out = eval(s, &cases.map(|c| c.0));
+            for (k, (x, want)) in cases.iter().enumerate() {
+                assert_eq!(out[k].to_bits(), want.to_bits(), "{level}: tanh({x:e})");
+            }
+            // NaN of either sign, quiet or signalling, next to ordinary lanes.
+            let mut xs = [0.5f32; 16];
+            for (k, b) in [0x7fc0_0000u32, 0xffc0_0000, 0x7f80_0001, 0xff80_0001].iter().enumerate() {
+                xs[4 * k] = f32::from_bits(*b);
+            }
+            for (k, y) in eval(s, &xs).iter().enumerate() {
+                assert_eq!(y.is_nan(), k % 4 == 0, "{level}: tanh({:e}) = {y}", xs[k]);
+            }
+            // Around the switch to 1 the result is right.
+            for x in [8.0f32, 8.5, 8.66, 8.663_999, 9.0] {
+                let y = eval(s, &[x; 16])[0];
+                assert!(ulps(y, libm::tanh(x as f64)) <= BOUND, "{level}: tanh({x})");
+            }
+        }
     }
 
     #[test]
     fn special_values() {
-        let sub = f32::MIN_POSITIVE / 3.0;
-        let cases: [(f32, f32); 16] = [
-            (0.0, 0.0),
-            (-0.0, -0.0),
-            (f32::INFINITY, 1.0),
-            (f32::NEG_INFINITY, -1.0),
-            (9.02, 1.0),
-            (-X_SAT, -1.0),
-            (10.0, 1.0),
-            (-1e30, -1.0),
-            (f32::MAX, 1.0),
-            (f32::MIN, -1.0),
-            (sub, sub),
-            (-sub, -sub),
-            (f32::from_bits(1), f32::from_bits(1)),
-            (f32::MIN_POSITIVE, f32::MIN_POSITIVE),
-            (1e-20, 1e-20),
-            (-3e-5, -3e-5),
-        ];
-        let xs = cases.map(|c| c.0);
-        // All in one vector, so that lanes with different paths meet.
-        for (w, out) in eval_all(&xs).iter().enumerate() {
-            for (k, (x, want)) in cases.iter().enumerate() {
-                assert_eq!(out[k].to_bits(), want.to_bits(), "{} lanes: tanh({x:e})", WIDTHS[w]);
-            }
-        }
-        // NaN of either sign, quiet or signalling, next to ordinary lanes.
-        let mut xs = [0.5f32; 16];
-        for (k, b) in [0x7fc0_0000u32, 0xffc0_0000, 0x7f80_0001, 0xff80_0001].iter().enumerate() {
-            xs[4 * k] = f32::from_bits(*b);
-        }
-        for (w, out) in eval_all(&xs).iter().enumerate() {
-            for k in 0..16 {
-                assert_eq!(
-                    out[k].is_nan(),
-                    k % 4 == 0,
-                    "{} lanes: tanh({:e}) = {}",
-                    WIDTHS[w],
-                    xs[k],
-                    out[k]
-                );
-            }
-        }
-        // Around the switch to 1 the result is right.
-        for x in [8.0f32, 8.5, 8.66, 8.663_999, 9.0] {
-            let out = eval_all(&[x; 16]);
-            for (w, o) in out.iter().enumerate() {
-                assert!(ulps(o[0], libm::tanh(x as f64)) <= BOUND, "{} lanes: tanh({x})", WIDTHS[w]);
-            }
-        }
+        each_level(Specials);
     }
 
-    /// Nanoseconds per element of `f` at the native width over `xs`, best of 5.
-    fn time_per_element(xs: &[f32; 4096], f: impl Fn(Native) -> Native) -> f64 {
-        let mut out = [0.0f32; 4096];
-        let reps = 2000;
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                let xs = core::hint::black_box(xs);
-                for (x, o) in xs.chunks_exact(Native::LANES).zip(out.chunks_exact_mut(Native::LANES)) {
-                    f(Native::load(x)).store(o);
-                }
-                core::hint::black_box(&mut out);
-            }
-            best = best.min(t.elapsed().as_secs_f64() * 1e9 / (reps * xs.len()) as f64);
+    #[derive(Clone, Copy)]
+    struct Exhaustive;
+
+    impl Job for Exhaustive {
+        type Output = ();
+        fn run<S: Simd>(self, s: S) {
+            // The positive patterns (finite, infinite and NaN); `sweep`
+            // checks the negative ones by symmetry.
+            let t = T.to_bits() as u64 + 1;
+            report(S::LEVEL, "polynomial, |x| <= T", sweep(s, 0, t, 1));
+            report(S::LEVEL, "quotient and 1, |x| > T", sweep(s, t, 1 << 31, 1));
         }
-        best
     }
 
     #[test]
-    #[ignore = "a timing, not a check: run in release with --ignored --nocapture"]
-    fn throughput() {
-        let xs = core::array::from_fn(|i| -10.0 + 20.0 * i as f32 / 4096.0);
-        let neg = core::array::from_fn(|i| -87.0 * i as f32 / 4096.0);
-        let t = time_per_element(&xs, tanh);
-        let e = time_per_element(&neg, crate::exp::exp);
-        let c = time_per_element(&xs, |x| x);
-        std::println!("{} lanes: tanh {t:.3} ns/element, exp {e:.3}, load+store {c:.3}", Native::LANES);
-    }
-
-    #[test]
-    #[ignore = "all 2^32 inputs, minutes: run in release with --ignored --nocapture"]
+    #[ignore = "all 2^32 inputs at every level, minutes: run in release with --ignored --nocapture"]
     fn exhaustive() {
-        // The positive patterns (finite, infinite and NaN); `sweep` checks
-        // the negative ones by symmetry.
-        let t = T.to_bits() as u64 + 1;
-        report("polynomial, |x| <= T", &sweep(0, t, 1));
-        report("quotient and 1, |x| > T", &sweep(t, 1 << 31, 1));
+        each_level(Exhaustive);
     }
 }

@@ -106,16 +106,22 @@ impl<'a> MatRef<'a> {
     }
 
     /// Number of rows.
+    #[must_use]
     pub fn rows(&self) -> usize {
         self.layout.rows
     }
 
     /// Number of columns.
+    #[must_use]
     pub fn cols(&self) -> usize {
         self.layout.cols
     }
 
-    /// Row `r` as a slice of `cols` floats. Panics if `r >= rows`.
+    /// Row `r` as a slice of `cols` floats.
+    ///
+    /// # Panics
+    /// If `r >= rows`.
+    #[must_use]
     pub fn row(&self, r: usize) -> &'a [f32] {
         assert!(r < self.layout.rows, "row index out of range");
         let o = self.layout.offset(0, r);
@@ -152,16 +158,21 @@ impl<'a> MatMut<'a> {
     }
 
     /// Number of rows.
+    #[must_use]
     pub fn rows(&self) -> usize {
         self.layout.rows
     }
 
     /// Number of columns.
+    #[must_use]
     pub fn cols(&self) -> usize {
         self.layout.cols
     }
 
-    /// Row `r` as a mutable slice of `cols` floats. Panics if `r >= rows`.
+    /// Row `r` as a mutable slice of `cols` floats.
+    ///
+    /// # Panics
+    /// If `r >= rows`.
     pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
         assert!(r < self.layout.rows, "row index out of range");
         let o = self.layout.offset(0, r);
@@ -169,6 +180,7 @@ impl<'a> MatMut<'a> {
     }
 
     /// A read-only view of the same matrix.
+    #[must_use]
     pub fn as_ref(&self) -> MatRef<'_> {
         MatRef { data: self.data, layout: self.layout }
     }
@@ -224,31 +236,54 @@ impl<'a> HeadsRef<'a> {
     }
 
     /// A single matrix seen as one head.
+    #[must_use]
     pub fn from_mat(m: MatRef<'a>) -> Self {
         HeadsRef { data: m.data, layout: m.layout }
     }
 
     /// Number of heads.
+    #[must_use]
     pub fn heads(&self) -> usize {
         self.layout.heads
     }
 
     /// Rows per head.
+    #[must_use]
     pub fn rows(&self) -> usize {
         self.layout.rows
     }
 
     /// Columns (the head dimension).
+    #[must_use]
     pub fn cols(&self) -> usize {
         self.layout.cols
     }
 
-    /// Head `h` as a matrix view. Panics if `h >= heads`.
+    /// Head `h` as a matrix view.
+    ///
+    /// # Panics
+    /// If `h >= heads`.
+    #[must_use]
     pub fn head(&self, h: usize) -> MatRef<'a> {
         assert!(h < self.layout.heads, "head index out of range");
         let l = self.layout;
         let data = if l.rows == 0 { &self.data[..0] } else { &self.data[h * l.head_stride..] };
         MatRef { data, layout: Layout { heads: 1, head_stride: 0, ..l } }
+    }
+
+    /// Heads `heads` and rows `rows` of the view (same strides, data from
+    /// the first element selected). Panics if either range is out of bounds.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn sub(&self, heads: core::ops::Range<usize>, rows: core::ops::Range<usize>) -> HeadsRef<'a> {
+        let l = self.layout;
+        assert!(heads.end <= l.heads && rows.end <= l.rows, "sub-view out of range");
+        let data = if heads.is_empty() || rows.is_empty() {
+            &self.data[..0]
+        } else {
+            // In bounds: the view was checked with at least these heads and rows.
+            &self.data[l.offset(heads.start, rows.start)..]
+        };
+        HeadsRef { data, layout: Layout { heads: heads.len(), rows: rows.len(), ..l } }
     }
 }
 
@@ -286,21 +321,25 @@ impl<'a> HeadsMut<'a> {
     }
 
     /// A single mutable matrix seen as one head.
+    #[must_use]
     pub fn from_mat(m: MatMut<'a>) -> Self {
         HeadsMut { data: m.data, layout: m.layout }
     }
 
     /// Number of heads.
+    #[must_use]
     pub fn heads(&self) -> usize {
         self.layout.heads
     }
 
     /// Rows per head.
+    #[must_use]
     pub fn rows(&self) -> usize {
         self.layout.rows
     }
 
     /// Columns.
+    #[must_use]
     pub fn cols(&self) -> usize {
         self.layout.cols
     }

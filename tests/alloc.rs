@@ -3,9 +3,12 @@
 //! cross every blocking boundary (more rows than a row block, a head wider than
 //! a packed tile, long key ranges).
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use streamattn::{Attention, Bias, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+use streamattn::{Attention, Bias, HeadsMut, HeadsRef, Kernel, Level, Mask, Scorer};
 
 struct Counting;
 
@@ -42,8 +45,10 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 
 #[test]
 fn no_kernel_allocates() {
-    let kernels =
-        [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
+    // The scalar path, then the tiled kernel at every level this CPU has.
+    let kernels: Vec<(Kernel, Level)> = std::iter::once((Kernel::Scalar, Level::Generic))
+        .chain(Level::ALL.into_iter().filter(|l| l.supported()).map(|l| (Kernel::Tiled, l)))
+        .collect();
     // (heads, kv_heads, n_q, n_kv, d, d_v)
     let shapes = [(2, 1, 300, 700, 40, 24), (1, 1, 5, 130, 300, 7), (4, 2, 1, 3000, 64, 64)];
     for (heads, kv_heads, n_q, n_kv, d, dv) in shapes {
@@ -61,7 +66,7 @@ fn no_kernel_allocates() {
         let bias: Vec<f32> = (0..n_q * n_kv).map(|i| (i % 3) as f32 * 0.5).collect();
         let mut out = vec![0.0f32; heads * n_q * dv];
         let mut lse = vec![0.0f32; heads * n_q];
-        for kernel in kernels {
+        for &kernel in &kernels {
             for scorer in scorers {
                 for mask in [
                     Mask::None,
@@ -69,13 +74,19 @@ fn no_kernel_allocates() {
                     Mask::Window { offset: 3, left: 50, right: 9 },
                 ] {
                     let b = Bias::shared(&bias, n_q, n_kv).unwrap();
-                    let attn = Attention::new(scorer).mask(mask).kernel(kernel).bias(b).key_len(n_kv - 1);
+                    let (kernel, level) = kernel;
+                    let attn = Attention::new(scorer)
+                        .mask(mask)
+                        .kernel(kernel)
+                        .max_level(level)
+                        .bias(b)
+                        .key_len(n_kv - 1);
                     let qv = HeadsRef::heads_major(&q, heads, n_q, d).unwrap();
                     let kv = HeadsRef::heads_major(&k, kv_heads, n_kv, d).unwrap();
                     let vv = HeadsRef::heads_major(&v, kv_heads, n_kv, dv).unwrap();
                     let ov = HeadsMut::heads_major(&mut out, heads, n_q, dv).unwrap();
                     let n = allocations_during(|| attn.run_heads(qv, kv, vv, ov, Some(&mut lse)).unwrap());
-                    assert_eq!(n, 0, "{kernel:?} {scorer:?} {mask:?} allocated {n} times");
+                    assert_eq!(n, 0, "{kernel:?} {level} {scorer:?} {mask:?} allocated {n} times");
                     assert!(out.iter().all(|x| x.is_finite()));
                 }
             }

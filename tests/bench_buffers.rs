@@ -1,11 +1,15 @@
-//! The benchmarks' buffers (`benches/common`): the one piece of `unsafe`
-//! code the benchmarks add, an aligned allocation written in place after
+//! The benchmarks' buffers (`benches/common`): a piece of `unsafe` code
+//! the benchmarks add (the other, the FMA-peak probe, runs in CI's
+//! benchmark smoke run), an aligned allocation written in place after
 //! `madvise`. Its contents must equal `data`, on either page size.
 //!
 //! Whether the kernel granted the huge pages is not asserted: it may decline
 //! (fragmented memory); the benchmarks print a note when it did.
 
-#[allow(dead_code)]
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
+#[allow(dead_code, unused_imports)]
 #[path = "../benches/common/mod.rs"]
 mod common;
 

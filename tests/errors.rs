@@ -9,6 +9,9 @@
 //! every entry point gives the same result, and that an `Err` left both
 //! buffers untouched.
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef, Scorer};
 
 const SENTINEL: f32 = -1234.5;
@@ -269,12 +272,12 @@ fn huge_extent_is_overflow() {
 #[test]
 fn bias_row_stride_below_cols_is_stride_too_small() {
     let b = [0.0f32; 64];
-    assert_err(Bias::new(&b, 3, 4, 3, 0), Error::StrideTooSmall { what: "bias", stride: 3, min: 4 });
-    assert_err(Bias::new(&b, 3, 4, 1, 12), Error::StrideTooSmall { what: "bias", stride: 1, min: 4 });
+    assert_err(Bias::new(&b, 3, 4, 0, 3), Error::StrideTooSmall { what: "bias", stride: 3, min: 4 });
+    assert_err(Bias::new(&b, 3, 4, 12, 1), Error::StrideTooSmall { what: "bias", stride: 1, min: 4 });
     // 0 (one row shared by every query) and >= cols are accepted.
     assert!(Bias::new(&b, 3, 4, 0, 0).is_ok());
-    assert!(Bias::new(&b, 3, 4, 4, 12).is_ok());
-    assert!(Bias::new(&b, 3, 4, 9, 0).is_ok());
+    assert!(Bias::new(&b, 3, 4, 12, 4).is_ok());
+    assert!(Bias::new(&b, 3, 4, 0, 9).is_ok());
     assert!(Bias::shared(&b, 3, 4).is_ok());
 }
 
@@ -535,7 +538,7 @@ fn bias_data_too_short() {
     assert_err(c.run(dot().bias(bias)), Error::BufferTooShort { what: "bias", needed: 6, len: 5 });
     assert_err(c.no_lse().run(dot().bias(bias)), Error::BufferTooShort { what: "bias", needed: 6, len: 5 });
     // A row stride of 5: (2 − 1)·5 + 3 = 8.
-    let bias = Bias::new(&b[..7], 2, 3, 5, 0).unwrap();
+    let bias = Bias::new(&b[..7], 2, 3, 0, 5).unwrap();
     assert_err(c.run(dot().bias(bias)), Error::BufferTooShort { what: "bias", needed: 8, len: 7 });
 }
 
@@ -545,22 +548,22 @@ fn bias_data_too_short_for_the_heads() {
     // 4 query heads (2 KV heads) of 2 × 3, a head stride of 6: the last head
     // ends at 3·6 + 6 = 24. One head's worth (6) is enough for `run`, not here.
     let c = Call::new(4, 2, 2, 3, 4, 2);
-    let bias = Bias::new(&b[..6], 2, 3, 3, 6).unwrap();
+    let bias = Bias::new(&b[..6], 2, 3, 6, 3).unwrap();
     assert_eq!(Call::single(2, 3, 4, 2).run(dot().bias(bias)), Ok(()));
     assert_err(c.run(dot().bias(bias)), Error::BufferTooShort { what: "bias", needed: 24, len: 6 });
-    let bias = Bias::new(&b[..23], 2, 3, 3, 6).unwrap();
+    let bias = Bias::new(&b[..23], 2, 3, 6, 3).unwrap();
     assert_err(c.run(dot().bias(bias)), Error::BufferTooShort { what: "bias", needed: 24, len: 23 });
-    assert_eq!(c.run(dot().bias(Bias::new(&b[..24], 2, 3, 3, 6).unwrap())), Ok(()));
+    assert_eq!(c.run(dot().bias(Bias::new(&b[..24], 2, 3, 6, 3).unwrap())), Ok(()));
     // Head stride 0 shares one matrix across heads: 6 floats suffice.
-    assert_eq!(c.run(dot().bias(Bias::new(&b[..6], 2, 3, 3, 0).unwrap())), Ok(()));
+    assert_eq!(c.run(dot().bias(Bias::new(&b[..6], 2, 3, 0, 3).unwrap())), Ok(()));
 }
 
 #[test]
 fn bias_extent_overflow() {
     let b = [0.0f32; 64];
-    let bias = Bias::new(&b, 2, 3, 3, usize::MAX).unwrap();
+    let bias = Bias::new(&b, 2, 3, usize::MAX, 3).unwrap();
     assert_err(Call::new(2, 1, 2, 3, 4, 2).run(dot().bias(bias)), Error::Overflow { what: "bias" });
-    let bias = Bias::new(&b, 2, 3, usize::MAX, 0).unwrap();
+    let bias = Bias::new(&b, 2, 3, 0, usize::MAX).unwrap();
     assert_err(Call::single(2, 3, 4, 2).run(dot().bias(bias)), Error::Overflow { what: "bias" });
 }
 
@@ -653,12 +656,12 @@ fn no_keys_gives_zero_rows_and_neg_inf_lse() {
 #[test]
 fn no_keys_with_a_strided_empty_bias_does_not_panic() {
     let b: [f32; 0] = [];
-    let att = dot().bias(Bias::new(&b, 3, 0, 3, 0).unwrap());
+    let att = dot().bias(Bias::new(&b, 3, 0, 0, 3).unwrap());
     let (r, out, lse) = Call::single(3, 0, 4, 2).run_full(att);
     assert_eq!(r, Ok(()));
     assert_eq!(out, [0.0; 6]);
     assert_eq!(lse, [f32::NEG_INFINITY; 3]);
-    let att = dot().bias(Bias::new(&b, 3, 0, 0, 5).unwrap());
+    let att = dot().bias(Bias::new(&b, 3, 0, 5, 0).unwrap());
     assert_eq!(Call::new(2, 1, 3, 0, 4, 2).run(att), Ok(()));
 }
 

@@ -32,17 +32,17 @@
 //! infinite score in one row) are averaged by the merge and not covered by
 //! `merge_bound`; the data here are random, so no score is infinite.
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
 #![cfg(feature = "rayon")]
 
 mod common;
 
-use common::{merge_bound, Case, Layout, Reference, Rng, Strided, SCORERS, TILED};
+use common::{merge_bound, paths, Case, Layout, Path, Reference, Rng, Strided, SCORERS};
 use core::ops::Range;
 use core::slice;
 use std::sync::OnceLock;
-use streamattn::{
-    merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, KvSplit, Mask, MatMut, MatRef, Scorer,
-};
+use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, KvSplit, Mask, MatMut, MatRef, Scorer};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -66,7 +66,7 @@ fn m(x: &[f32], n: usize, d: usize) -> MatRef<'_> {
     MatRef::dense(x, n, d).unwrap()
 }
 
-fn par(case: &Case, kernel: Kernel, split: KvSplit<'_>) -> (Vec<f32>, Vec<f32>) {
+fn par(case: &Case, kernel: Path, split: KvSplit<'_>) -> (Vec<f32>, Vec<f32>) {
     case.run_with(kernel, |a, q, k, v, o, l| a.par_run_heads_split(q, k, v, o, l, split))
 }
 
@@ -85,7 +85,7 @@ fn bits(x: &[f32]) -> Vec<u32> {
 
 /// Asserts that every parallel entry equals the single-thread one bit for
 /// bit, on every pool.
-fn assert_identical(case: &Case, kernel: Kernel, what: &str) {
+fn assert_identical(case: &Case, kernel: Path, what: &str) {
     assert!(
         work(case) >= MIN_WORK || case.n_q == 0 || case.key_len() == 0,
         "{what}: too small to run in parallel"
@@ -102,8 +102,8 @@ fn assert_identical(case: &Case, kernel: Kernel, what: &str) {
     }
 }
 
-fn all_kernels() -> impl Iterator<Item = Kernel> {
-    core::iter::once(Kernel::Scalar).chain(TILED)
+fn all_kernels() -> impl Iterator<Item = Path> {
+    paths().into_iter()
 }
 
 /// Masks with a nonzero offset, a bottom-right causal mask and windows
@@ -196,7 +196,7 @@ fn identical_decode_and_grouped_heads() {
                     t + m,
                     seed,
                 );
-                for kernel in [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX4, Kernel::TiledX16] {
+                for kernel in paths() {
                     assert_identical(
                         &case,
                         kernel,
@@ -234,11 +234,7 @@ fn identical_across_row_blocks() {
             let case =
                 Case::random(m as u64, 2, 1, n_q, n_q + 60, d, 8, scorer).with_mask(mask).with_layout(layout);
             let case = variant(case, [0, 1, 5][(m + d) % 3], 7); // no bias, per head, shared
-            let kernels: Vec<Kernel> = if d > 100 {
-                vec![Kernel::Tiled, Kernel::TiledX4, Kernel::TiledX1, Kernel::TiledX16]
-            } else {
-                all_kernels().collect()
-            };
+            let kernels: Vec<Path> = if d > 100 { common::tiled() } else { all_kernels().collect() };
             for kernel in kernels {
                 assert_identical(&case, kernel, &format!("n_q {n_q}, d {d}, {mask:?}, {scorer:?}"));
             }
@@ -285,9 +281,9 @@ fn identical_single_head_entries_and_empty_calls() {
     (no_keys.k, no_keys.v) = (vec![], vec![]);
     for split in [KvSplit::Off, KvSplit::Auto, KvSplit::At(&[0, 1, 3])] {
         let split0 = if matches!(split, KvSplit::At(_)) { KvSplit::At(&[0]) } else { split };
-        assert_eq!(pool(2).install(|| par(&no_rows, Kernel::Tiled, split)), (vec![], vec![]));
+        assert_eq!(pool(2).install(|| par(&no_rows, Path::best(), split)), (vec![], vec![]));
         for (case, split) in [(&no_len, split), (&no_keys, split0)] {
-            let (o, l) = pool(2).install(|| par(case, Kernel::Tiled, split));
+            let (o, l) = pool(2).install(|| par(case, Path::best(), split));
             assert!(o.iter().all(|&x| x.to_bits() == 0), "{split:?}: output of a row without keys");
             assert!(l.iter().all(|&x| x == f32::NEG_INFINITY), "{split:?}: lse of a row without keys");
         }
@@ -447,7 +443,7 @@ fn split_reference(case: &Case, bounds: &[usize]) -> Reference {
 /// reference (within the folded merge bound) and against the single-thread
 /// result (that plus the whole reference's tolerance), on pools of 2, 3, 4.
 /// The result must not depend on the pool.
-fn check_split(case: &Case, kernel: Kernel, points: &[usize], what: &str) {
+fn check_split(case: &Case, kernel: Path, points: &[usize], what: &str) {
     let mut bounds = vec![0];
     bounds.extend(points.iter().copied().filter(|&t| t > 0 && t < case.n_kv));
     bounds.push(case.n_kv);
@@ -482,9 +478,9 @@ fn check_split(case: &Case, kernel: Kernel, points: &[usize], what: &str) {
 }
 
 /// The tile width of a kernel for head dimension `d`.
-fn tile(kernel: Kernel, d: usize) -> usize {
+fn tile(kernel: Path, d: usize) -> usize {
     match kernel {
-        Kernel::Scalar => 32,
+        Path::Scalar => 32,
         _ if d <= 128 => 128,
         _ => 64,
     }
@@ -511,7 +507,7 @@ fn split_at_every_tile_boundary() {
                 s + c,
                 seed,
             );
-            for kernel in [Kernel::Scalar, Kernel::Tiled] {
+            for kernel in [Path::Scalar, Path::best()] {
                 let tk = tile(kernel, d);
                 for t in (tk..n_kv).step_by(tk) {
                     for p in [t - 1, t, t + 1] {
@@ -544,7 +540,7 @@ fn split_into_many_parts() {
                 m + s,
                 seed,
             );
-            for kernel in [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX8] {
+            for kernel in paths() {
                 let tk = tile(kernel, case.d);
                 let mut points: Vec<usize> =
                     (tk..case.n_kv).step_by(tk).flat_map(|t| [t - 1, t, t + 1]).collect();
@@ -590,10 +586,10 @@ fn split_auto() {
     for (case, n) in [(one.clone(), 2), (one.clone(), 3), (w, 2), (gqa.clone(), 2), (gqa, 4)] {
         let at = points(&case, n);
         assert!(!at.is_empty(), "no split chosen on {n} threads");
-        let (ao, al) = pool(n).install(|| par(&case, Kernel::Tiled, KvSplit::Auto));
-        let (bo, bl) = pool(n).install(|| par(&case, Kernel::Tiled, KvSplit::At(&at)));
+        let (ao, al) = pool(n).install(|| par(&case, Path::best(), KvSplit::Auto));
+        let (bo, bl) = pool(n).install(|| par(&case, Path::best(), KvSplit::At(&at)));
         assert!(bits(&ao) == bits(&bo) && bits(&al) == bits(&bl), "Auto differs from At({at:?})");
-        check_split(&case, Kernel::Tiled, &at, "Auto");
+        check_split(&case, Path::best(), &at, "Auto");
     }
 }
 
@@ -661,7 +657,7 @@ fn merge_is_associative_and_order_independent() {
                 case = case.with_random_bias(9, 3.0, false);
             }
             let parts = [0..40, 40..128, 128..129, 129..260];
-            for kernel in [Kernel::Scalar, Kernel::Tiled] {
+            for kernel in [Path::Scalar, Path::best()] {
                 // Each partial: the case with the keys outside the part masked
                 // by a −∞ bias (what `restricted` describes).
                 let partials: Vec<_> =

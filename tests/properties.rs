@@ -1,5 +1,5 @@
 //! Property tests (quickcheck): invariances that hold for every input, checked
-//! on random problems for both kernels.
+//! on random problems for the scalar path and the tiled kernel at every level.
 //!
 //! a. permuting keys with their values (and bias columns) changes nothing;
 //! b. a constant added to every score through the bias changes no output and
@@ -20,23 +20,24 @@
 //! failure message prints the generated parameters (seed included) and the
 //! choices derived from them, so a failure can be replayed.
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 mod common;
 
-use common::{merge_bound, Case, Layout, Reference, Rng, Strided, ADDITIVE};
+use common::{merge_bound, Case, Layout, Path, Reference, Rng, Strided, ADDITIVE};
 use core::ops::Range;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, MatMut, MatRef, Scorer};
+use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer};
 
-/// Random cases per property (each case runs both kernels, so 2000 crate
-/// runs of each kind per property). The file takes about 1 s with
-/// `--release` and under 10 s in a debug build; 30 000 cases per property
-/// were run once while writing it.
-/// Cases per property; `STREAMATTN_QC_CASES` overrides (CI under qemu uses fewer).
+/// Random cases per property, each run by the scalar path and at every
+/// level; `STREAMATTN_QC_CASES` overrides (CI under qemu uses fewer).
 fn tests() -> u64 {
     std::env::var("STREAMATTN_QC_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
 }
 
-const KERNELS: [Kernel; 2] = [Kernel::Scalar, Kernel::Tiled];
+/// The scalar path and the tiled kernel at every level.
+static KERNELS: std::sync::LazyLock<Vec<Path>> = std::sync::LazyLock::new(common::paths);
 
 /// `(heads, kv_heads)`: multi-head, grouped-query and multi-query groupings.
 const GROUPS: [(usize, usize); 5] = [(1, 1), (2, 1), (4, 2), (3, 3), (4, 1)];
@@ -240,6 +241,7 @@ fn sees(mask: Mask, i: usize, j: usize, key_len: usize) -> bool {
             let pos = i + offset as i128;
             pos - left as i128 <= j && j <= pos + right as i128
         }
+        _ => unimplemented!("a mask this test does not model: {mask:?}"),
     }
 }
 
@@ -301,14 +303,15 @@ fn cmp_lse(
 
 /// Like `Case::run`, but with an `Attention` built by the caller (for biases
 /// with strides `Case` does not produce). Same packing, same padding check.
-fn run_with(case: &Case, att: Attention<'_>, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
+fn run_with(case: &Case, att: Attention<'_>, kernel: Path) -> (Vec<f32>, Vec<f32>) {
     let q = Strided::pack(&case.q, case.heads, case.n_q, case.d, case.layout);
     let k = Strided::pack(&case.k, case.kv_heads, case.n_kv, case.d, case.layout);
     let v = Strided::pack(&case.v, case.kv_heads, case.n_kv, case.dv, case.layout);
     let nan = vec![f32::NAN; case.heads * case.n_q * case.dv];
     let mut o = Strided::pack(&nan, case.heads, case.n_q, case.dv, case.layout);
     let mut lse = vec![f32::NAN; case.heads * case.n_q];
-    att.kernel(kernel)
+    kernel
+        .set(att)
         .run_heads(q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
         .expect("valid case rejected");
     o.assert_padding_untouched();
@@ -585,16 +588,16 @@ fn run_part(
     v: &Strided,
     lo: usize,
     hi: usize,
-    kernel: Kernel,
+    kernel: Path,
     single: bool,
 ) -> Result<(Vec<f32>, Vec<f32>), Error> {
     let n = hi - lo;
     let kv = HeadsRef::new(&k.data[lo * k.row_stride..], k.heads, n, k.cols, k.head_stride, k.row_stride)?;
     let vv = HeadsRef::new(&v.data[lo * v.row_stride..], v.heads, n, v.cols, v.head_stride, v.row_stride)?;
-    let mut att = Attention::new(case.scorer).kernel(kernel);
+    let mut att = kernel.set(Attention::new(case.scorer));
     if let Some(b) = &case.bias {
         let hs = if case.bias_shared { 0 } else { case.n_q * case.n_kv };
-        att = att.bias(Bias::new(&b[lo..], case.n_q, n, case.n_kv, hs)?);
+        att = att.bias(Bias::new(&b[lo..], case.n_q, n, hs, case.n_kv)?);
     }
     let mut out = vec![f32::NAN; case.heads * case.n_q * case.dv];
     let mut lse = vec![f32::NAN; case.heads * case.n_q];

@@ -2,10 +2,13 @@
 //! every scorer, mask, grouping and layout, with the tolerance derived in
 //! tests/common/mod.rs.
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 mod common;
 
 use common::{check, Case, Layout, Rng};
-use streamattn::{Kernel, Mask, Scorer};
+use streamattn::{Mask, Scorer};
 
 fn masks(n_q: usize, n_kv: usize) -> Vec<(Mask, Option<usize>)> {
     vec![
@@ -94,7 +97,7 @@ fn bias_with_minus_infinity_masks_keys() {
         bias[3 * 50 + j] = f32::NEG_INFINITY;
     }
     check(&case);
-    for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+    for kernel in common::paths() {
         let (out, lse) = case.run(kernel);
         assert_eq!(&out[3 * 4..], &[0.0; 4], "{kernel:?}");
         assert_eq!(lse[3], f32::NEG_INFINITY, "{kernel:?}");
@@ -131,7 +134,7 @@ fn logdist_query_equal_to_a_key_returns_that_value() {
             case.q[i * 16..(i + 1) * 16].copy_from_slice(&key);
         }
         check(&case);
-        for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+        for kernel in common::paths() {
             let (out, lse) = case.run(kernel);
             for i in 0..4 {
                 let j = 5 + 13 * i;
@@ -161,7 +164,7 @@ fn duplicate_matching_keys_share_an_infinite_weight() {
     case.q.copy_from_slice(&key);
     case.v[2] = 1.0;
     case.v[6] = 3.0;
-    for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+    for kernel in common::paths() {
         let (out, _) = case.run(kernel);
         assert_eq!(out[0], 2.0, "{kernel:?}");
     }
@@ -175,7 +178,7 @@ fn fully_masked_rows_and_empty_key_sets() {
         .with_mask(Mask::Window { offset: 0, left: 1, right: 0 })
         .with_key_len(6);
     check(&case);
-    for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+    for kernel in common::paths() {
         let (out, lse) = case.run(kernel);
         for h in 0..2 {
             for i in 7..12 {
@@ -187,7 +190,7 @@ fn fully_masked_rows_and_empty_key_sets() {
     // n_kv = 0: every row is empty.
     for scorer in common::SCORERS {
         let case = Case::random(10, 1, 1, 3, 0, 4, 2, scorer);
-        for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+        for kernel in common::paths() {
             let (out, lse) = case.run(kernel);
             assert!(out.iter().all(|&x| x == 0.0) && lse.iter().all(|&x| x == f32::NEG_INFINITY));
         }
@@ -197,7 +200,7 @@ fn fully_masked_rows_and_empty_key_sets() {
 #[test]
 fn nan_inputs_reach_exactly_the_rows_they_touch() {
     for scorer in common::SCORERS {
-        for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+        for kernel in common::paths() {
             // NaN in query row 2: only row 2 is NaN.
             let mut case = Case::random(21, 1, 1, 5, 40, 9, 3, scorer).with_mask(Mask::Causal { offset: 10 });
             case.q[2 * 9 + 4] = f32::NAN;
@@ -237,11 +240,11 @@ fn scores_overflowing_to_infinity_select_the_top_keys() {
     let mut k: Vec<f32> = rng.vec(n_kv * d, 1.0);
     k[7 * d..8 * d].iter_mut().for_each(|x| *x = 1e20);
     let v: Vec<f32> = (0..n_kv).map(|j| j as f32).collect();
-    for kernel in std::iter::once(Kernel::Scalar).chain(common::TILED) {
+    for kernel in common::paths() {
         let mut out = [0.0f32];
         let mut lse = [0.0f32];
-        streamattn::Attention::new(Scorer::Dot { scale: Some(1.0) })
-            .kernel(kernel)
+        kernel
+            .set(streamattn::Attention::new(Scorer::Dot { scale: Some(1.0) }))
             .run_lse(
                 streamattn::MatRef::dense(&q, 1, d).unwrap(),
                 streamattn::MatRef::dense(&k, n_kv, d).unwrap(),

@@ -4,11 +4,15 @@
 //! micro-blocks, heads wider than a packed tile, d_v not a multiple of any
 //! lane count). Cases: `STREAMATTN_QC_CASES` (default 40).
 
+// Test and example code is held to clippy's default lints (Cargo.toml).
+#![allow(clippy::pedantic)]
+
 mod common;
 
+use common::Path;
 use common::{check, Case, Layout, ADDITIVE};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use streamattn::{Kernel, Mask, Scorer};
+use streamattn::{Mask, Scorer};
 
 #[derive(Clone, Debug)]
 struct Shape {
@@ -130,7 +134,7 @@ fn row_blocking_does_not_change_results() {
         let (n_q, n_kv) = (300, 333);
         let case = Case::random(5, 1, 1, n_q, n_kv, 24, 10, scorer).with_mask(Mask::Causal { offset: 20 });
         let r = case.reference();
-        for kernel in common::TILED {
+        for kernel in common::tiled() {
             let (all, _) = case.run(kernel);
             for i in (0..n_q).step_by(37) {
                 let mut one = Case::random(5, 1, 1, n_q, n_kv, 24, 10, scorer);
@@ -146,7 +150,7 @@ fn row_blocking_does_not_change_results() {
             }
         }
         // And the scalar path matches the reference on the whole problem.
-        let (s, sl) = case.run(Kernel::Scalar);
+        let (s, sl) = case.run(Path::Scalar);
         r.assert_close(&s, &sl, 1.0, "scalar");
     }
 }

@@ -1,5 +1,9 @@
 //! Shared by the benchmarks: deterministic data, the scorers benchmarked,
-//! buffers on 4 KiB or 2 MiB pages, and the read-bandwidth probes.
+//! the level they run at, buffers on 4 KiB or 2 MiB pages, and the
+//! read-bandwidth and FMA-peak probes.
+
+mod peak;
+pub use peak::fma_peak;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
@@ -7,7 +11,7 @@ use std::alloc::{alloc, dealloc, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::Duration;
-use streamattn::Scorer;
+use streamattn::{Level, Scorer};
 
 /// A benchmark group with the settings of every group here: 10 samples,
 /// 0.5 s of warm-up and 2 s of measurement (0.1 s and 0.3 s if `quick`).
@@ -17,6 +21,16 @@ pub fn group<'a>(c: &'a mut Criterion, name: &str, quick: bool) -> BenchmarkGrou
     g.warm_up_time(Duration::from_millis(if quick { 100 } else { 500 }));
     g.measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }));
     g
+}
+
+/// The level cap for every benchmark: `STREAMATTN_BENCH_LEVEL` (a
+/// [`Level`] name, e.g. `avx2`), or no cap. Lets one build measure every
+/// level side by side.
+pub fn level() -> Level {
+    match std::env::var("STREAMATTN_BENCH_LEVEL") {
+        Ok(name) => name.parse().unwrap_or_else(|e| panic!("STREAMATTN_BENCH_LEVEL={name}: {e}")),
+        Err(_) => Level::Avx512,
+    }
 }
 
 /// Deterministic data in [-1, 1).

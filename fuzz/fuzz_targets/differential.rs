@@ -1,5 +1,5 @@
-//! Differential fuzzing: every tiled kernel (`Tiled`, `TiledX1/X4/X8/X16`)
-//! against `Kernel::Scalar`, and both against the f64 reference of
+//! Differential fuzzing: the tiled kernel at every dispatch level this CPU
+//! supports against `Kernel::Scalar`, and both against the f64 reference of
 //! `tests/common/mod.rs`, with that file's derived per-element tolerance.
 //!
 //! Input: a valid problem decoded by `valid::case` (1–6 heads with
@@ -33,12 +33,12 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "../support/valid.rs"]
 mod valid;
 
 use arbitrary::Unstructured;
-use common::{Case, Reference, TILED};
+use common::{Case, Path, Reference};
 use libfuzzer_sys::fuzz_target;
-use streamattn::Kernel;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
@@ -60,10 +60,10 @@ fn check_with_nan_rows(case: &Case, nan_rows: &[usize]) {
         |out: &mut [f32], lse: &mut [f32], what: &str| valid::neutralise(out, lse, nan_rows, dv, what);
     valid::neutralise_reference(&mut r, nan_rows, dv);
     // From here on, the same comparisons as `common::check`.
-    let (mut so, mut sl) = case.run(Kernel::Scalar);
+    let (mut so, mut sl) = case.run(Path::Scalar);
     neutralise(&mut so, &mut sl, "Scalar");
     r.assert_close(&so, &sl, 1.0, "scalar vs f64");
-    for kernel in TILED {
+    for kernel in common::tiled() {
         let (mut to, mut tl) = case.run(kernel);
         neutralise(&mut to, &mut tl, &format!("{kernel:?}"));
         r.assert_close(&to, &tl, 1.0, &format!("{kernel:?} vs f64"));

@@ -66,15 +66,14 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "../support/valid.rs"]
 mod valid;
 
 use arbitrary::{Result, Unstructured};
-use common::{gamma, Case, Reference, Strided, E_EXP, U};
+use common::{gamma, Case, Path, Reference, Strided, E_EXP, U};
 use libfuzzer_sys::fuzz_target;
-use streamattn::{merge, Attention, Bias, Kernel, MatMut, MatRef};
+use streamattn::{merge, Attention, Bias, MatMut, MatRef};
 
-const KERNELS: [Kernel; 6] =
-    [Kernel::Scalar, Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
 const TINY: f64 = 7.2e-43; // 2^-140
 const SUB: f64 = 1.401298464324817e-45; // 2^-149
 
@@ -110,8 +109,9 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let cuts: Vec<(u8, u16)> = (0..u.int_in_range(1u8..=3)?)
         .map(|_| Ok((u.int_in_range(0u8..=3)?, u.arbitrary()?)))
         .collect::<Result<_>>()?;
-    let whole_kernel = *u.choose(&KERNELS)?;
-    let part_kernel = *u.choose(&KERNELS)?;
+    let paths = common::paths();
+    let whole_kernel = *u.choose(&paths)?;
+    let part_kernel = *u.choose(&paths)?;
     let order: Vec<(u8, u8)> = (0..3).map(|_| Ok((u.arbitrary()?, u.arbitrary()?))).collect::<Result<_>>()?;
 
     let opts = valid::Opts { multi_head: false, masks: false, budget: 1 << 21 };
@@ -268,7 +268,7 @@ fn run_range<'a>(
     lo: usize,
     hi: usize,
     key_len: Option<usize>,
-    kernel: Kernel,
+    kernel: Path,
     q: MatRef<'_>,
 ) -> (Vec<f32>, Vec<f32>) {
     let rows = hi - lo;
@@ -276,13 +276,13 @@ fn run_range<'a>(
     let sub = |s: &'a Strided| -> &'a [f32] { s.data.get(lo * s.row_stride..).unwrap_or(&[]) };
     let k = MatRef::new(sub(kp), rows, case.d, kp.row_stride).expect("K sub-view");
     let v = MatRef::new(sub(vp), rows, case.dv, vp.row_stride).expect("V sub-view");
-    let mut att = Attention::new(case.scorer).kernel(kernel);
+    let mut att = kernel.set(Attention::new(case.scorer));
     if let Some(n) = key_len {
         att = att.key_len(n);
     }
     if let Some(b) = &case.bias {
         att =
-            att.bias(Bias::new(&b[lo.min(b.len())..], case.n_q, rows, case.n_kv, 0).expect("bias sub-view"));
+            att.bias(Bias::new(&b[lo.min(b.len())..], case.n_q, rows, 0, case.n_kv).expect("bias sub-view"));
     }
     let mut out = vec![f32::NAN; case.n_q * case.dv];
     let mut lse = vec![f32::NAN; case.n_q];

@@ -2,7 +2,7 @@
 //! streaming pass over K and V.
 //!
 //! Decoding is memory-bound: each key and value is used by at most
-//! [`ROWS`] query rows, so packing a key tile would cost more than the
+//! [`DECODE_ROWS`] query rows, so packing a key tile would cost more than the
 //! arithmetic it feeds. Here every key row is read once, straight from the
 //! caller's buffer, and scored against all rows of the pass while it is in
 //! registers (SIMD along the head dimension, one horizontal sum per row and
@@ -11,105 +11,35 @@
 //! not once per query head. Each tile of scores then goes through the same
 //! softmax and P·V steps as the prefill loop ([`super::update`]).
 //!
-//! Two further steps, each measured side by side with the kernel before it:
+//! Two things keep the pass at the memory's speed (the per-level choices
+//! are in the tuning table, `arch::tuning`):
 //!
-//! - from three rows on, the dot products take blocks of [`key_block`] keys,
-//!   so that each query vector loaded serves several keys: one key at a
-//!   time, the loop was bound by loads (R + 1 loads for R multiply-adds); on
-//!   cached data, blocking made four rows 1.3× faster. One and two rows keep
-//!   the single-key loop (blocking them measured no faster with one row and
-//!   5–10% slower with two);
-//! - the pass asks L2 (module `prefetch`) for the tile's value rows during
-//!   the dot products, and for keys as [`scheme`] says: with AVX-512, passes
-//!   of 2 to 4 rows ask for the next tile's key rows during P·V (the columns
-//!   that match the value columns being read), so that memory traffic runs
-//!   through both halves of the pass; other passes ask for the key rows
-//!   [`AHEAD`] ahead (8 KiB at d = 128) during the dot products; one row
-//!   with AVX-512 asks for nothing. With more arithmetic per key the core
-//!   falls behind the hardware prefetcher, and blocked loads, which
-//!   interleave several key rows, are a pattern it follows badly.
+//! - from three rows on, the dot products take blocks of keys, so that each
+//!   query vector loaded serves several keys; one key at a time the loop is
+//!   bound by loads (R + 1 loads for R multiply-adds);
+//! - the pass asks L2 for the tile's value rows during the dot products, and
+//!   for key rows either [`KEYS_AHEAD`] ahead during the dot products or,
+//!   for the next tile, during P·V, so that memory traffic runs through both
+//!   halves of the pass. With more arithmetic per key the core falls behind
+//!   the hardware prefetcher, and blocked loads, which interleave several
+//!   key rows, are a pattern it follows badly.
 //!
-//! Measured from DRAM at decode-32k shapes (8 KV heads, K and V on 64-byte
-//! boundaries), in one process alternating with the scheme before, paired
-//! medians of 9 to 11 runs:
-//!
-//! - keys [`AHEAD`] ahead into L2, against 4 rows ahead into L1 from three
-//!   rows on (the scheme of session 4): four rows (grouped-query, 32 query
-//!   heads) 1.05–1.20× with AVX-512 and 1.14–1.86× with AVX2 on 4 KiB
-//!   pages, 1.11–1.59× and 1.84–1.86× on 2 MiB pages; eight rows
-//!   1.25–1.46× and two rows 1.17–1.41× with either; one row 0.97–1.34×
-//!   with AVX2 and 1.33–1.41× with SSE2 (four rows 1.20–1.35×), but
-//!   0.85–0.87× with AVX-512. On cached data (K and V in L2) it costs 0–3%.
-//!   The distance matters little from 8 to 128 rows ahead; 4 rows ahead is
-//!   5–20% short of it. With AVX2 the L1 scheme did nothing for key rows on
-//!   64-byte boundaries (the same speed as values only) and gained only on
-//!   rows that straddle cache lines, as in the benchmarks' earlier buffers
-//!   (a `Vec`, 16 bytes into a line); a runtime's cache is aligned;
-//! - the next tile's keys during P·V, against keys ahead: with AVX-512, two
-//!   rows 1.19–1.24×, three 1.40–1.67×, four 1.14–1.28× (1.27–1.64× on
-//!   2 MiB pages); six and eight rows 0.91–1.04×; one row 0.68–0.78×. With
-//!   AVX2 it measured 0.94–1.22× (and lower still when it asked for whole
-//!   key rows at every column block of P·V), so AVX2 keeps the keys ahead.
-//!
-//! Measured slower, and left out: the next tile's keys during P·V against
-//! the L1 scheme on unaligned rows (0.8–0.92× at four rows, session 4);
-//! values only, with the keys left to the hardware prefetcher (0.7–0.8×);
-//! every other line; a software pipelined pass that interleaves the dot
-//! products of tile t + 1 with P·V of tile t a few keys at a time, so that K
-//! and V stream in lockstep (a pure read in that pattern reads 1.0–1.3×
-//! faster than a tile of K then a tile of V, but the pass, with its output
-//! rows in memory, ran at 0.5–0.9×); tiles of 64, 32 or 16 keys for the
-//! decode pass (0.90–1.02×, 0.77–0.84×, 0.67–0.79× at four rows).
-//!
-//! The page size of K and V is the caller's, and it matters: on 2 MiB pages
-//! (`madvise(MADV_HUGEPAGE)` on Linux) one-row decode read 1.03–1.31× faster
-//! than on 4 KiB pages over six runs, and a plain read of the same buffers
-//! 1.13–1.24×: each 4 KiB page is a TLB miss and a restart of the hardware
-//! prefetcher, every 32 key rows at d = 128.
+//! The schemes measured, and the ones left out, are in `benches/RESULTS.md`.
 
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
 
-use super::{finish_row, needs_norms, seen, start_row, update, At, TK};
-use crate::attention::Problem;
-use crate::prefetch;
-use crate::simd::Vector;
+use super::{finish_row, needs_norms, start_row, update, At, Dest, Rows, Scores, TK};
+use crate::arch::{prefetch_l2, Prefetch, Simd, Vector, DECODE_ROWS, KEYS_AHEAD};
+use crate::problem::Problem;
 use crate::softmax::Running;
 use crate::view::Layout;
 use core::ops::Range;
 
-/// Most rows in one pass.
-pub(crate) const ROWS: usize = 8;
-
-/// How many key rows ahead the passes that prefetch keys during the dot
-/// products ask for (8 KiB at d = 128; module docs).
-const AHEAD: usize = 16;
-
-/// What a pass asks the caches for, besides the tile's value rows during the
-/// dot products (module docs).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Prefetch {
-    /// Nothing: the hardware prefetcher alone.
-    None,
-    /// The key rows [`AHEAD`] ahead, during the dot products.
-    KeysAhead,
-    /// The next tile's key rows, during P·V of this tile: the traffic is
-    /// spread over both halves of the pass.
-    NextKeys,
-}
-
-/// The prefetch of a pass of `rows` rows with `lanes`-wide vectors.
-const fn scheme(lanes: usize, rows: usize) -> Prefetch {
-    match (lanes, rows) {
-        (16, 1) => Prefetch::None,
-        (16, 2..=4) => Prefetch::NextKeys,
-        _ => Prefetch::KeysAhead,
-    }
-}
-
-/// Computes the rows `at` (at most [`ROWS`], all reading the same key/value
-/// head).
-pub(crate) fn rows<V: Vector>(
+/// Computes the rows `at` (1 to [`DECODE_ROWS`], all reading the same
+/// key/value head).
+pub(crate) fn rows<S: Simd>(
+    simd: S,
     p: &Problem<'_>,
     at: &[At],
     out: &mut [f32],
@@ -119,30 +49,18 @@ pub(crate) fn rows<V: Vector>(
     macro_rules! by_count {
         ($($n:literal)*) => {
             match at.len() {
-                $($n => pass::<V, $n>(p, at.try_into().unwrap(), out, ol, lse),)*
-                _ => unreachable!("a decode pass has 1 to {} rows", ROWS),
+                $($n => simd.vectorize(#[inline(always)] || pass::<S, $n>(simd, p, at.try_into().unwrap(), out, ol, lse)),)*
+                _ => unreachable!("a decode pass has 1 to {} rows", DECODE_ROWS),
             }
         };
     }
-    by_count!(1 2 3 4 5 6 7 8)
-}
-
-/// Keys per block of the dot products with `rows` rows: `rows × block`
-/// accumulators, `block` key vectors and, with norms, `block` more, within
-/// the register file (32 vectors with AVX-512, 16 otherwise). One or two
-/// rows stay at one key (module docs).
-pub(crate) const fn key_block(lanes: usize, rows: usize) -> usize {
-    match (lanes, rows) {
-        (_, 0..=2) | (1, _) => 1,
-        (16, 3 | 4) => 4,
-        (16, _) => 2,
-        (_, 3 | 4) => 2,
-        _ => 1,
-    }
+    by_count!(1 2 3 4 5 6 7 8);
 }
 
 /// `R` rows: a tile of scores, then its weights and values.
-fn pass<V: Vector, const R: usize>(
+#[inline(always)]
+fn pass<S: Simd, const R: usize>(
+    simd: S,
     p: &Problem<'_>,
     at: [At; R],
     out: &mut [f32],
@@ -153,22 +71,18 @@ fn pass<V: Vector, const R: usize>(
     let (k, v) = (p.k.head(hk), p.v.head(hk));
     let mut run = [Running::EMPTY; R];
     let mut q_norm = [0.0f32; R];
-    let (mut lo, mut hi) = (usize::MAX, 0);
     for r in 0..R {
         (run[r], q_norm[r]) = start_row(p, at[r], out, ol);
-        let keys = p.mask.key_range(at[r].i, p.key_len);
-        if !keys.is_empty() {
-            (lo, hi) = (lo.min(keys.start), hi.max(keys.end));
-        }
     }
+
     let q = at.map(|a| p.q.head(a.h).row(a.i));
     let cached = p.norms.map(|n| n.head(hk));
     let norms = needs_norms(p.kind) && cached.is_none();
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
-    for t0 in (lo..hi).step_by(TK) {
+    for t0 in p.keys_seen(at.iter().map(|a| a.i)).step_by(TK) {
         let nt = TK.min(p.key_len - t0);
-        let seen = at.map(|a| seen(p, a.i, t0, nt));
+        let seen = at.map(|a| p.seen_in_tile(a.i, t0, nt));
         let first = seen.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
         let Some(first) = first else { continue };
         let last = seen.iter().map(|r| r.end).max().unwrap_or(0);
@@ -176,44 +90,38 @@ fn pass<V: Vector, const R: usize>(
         // rows and with `KeysAhead` the key rows ahead; during P·V with
         // `NextKeys` the columns of the next tile's key rows that match the
         // value columns read. `scheme` is a constant.
-        let scheme = scheme(V::LANES, R);
+        let scheme = S::TUNING.decode[R].prefetch;
         let ahead = |j: usize| {
-            if scheme == Prefetch::KeysAhead && t0 + j + AHEAD < p.key_len {
-                prefetch::l2(k.row(t0 + j + AHEAD));
+            if scheme == Prefetch::KeysAhead && t0 + j + KEYS_AHEAD < p.key_len {
+                prefetch_l2(k.row(t0 + j + KEYS_AHEAD));
             }
             if scheme != Prefetch::None {
-                prefetch::l2(v.row(t0 + j));
+                prefetch_l2(v.row(t0 + j));
             }
         };
         let next = |j: usize, c: Range<usize>| {
             if scheme == Prefetch::NextKeys && t0 + TK + j < p.key_len {
                 let row = k.row(t0 + TK + j);
-                prefetch::l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
+                prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
             }
         };
-        dots::<V, R>(&q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, ahead);
+        dots::<S, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         super::key_terms(p.kind, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
-        // the registers allow (32 with AVX-512, 16 otherwise), next to one
-        // vector of values per output vector (measured against accumulating
-        // into the output rows in memory: +4% to +20% at decode-32k).
-        let (s, kn, run) = (&mut s, &kn, &mut run[..]);
-        match (V::LANES == 16, R) {
-            (true, 1 | 2) | (false, 1) => {
-                update::<V, R, 8>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
-            }
-            (true, 3 | 4) | (false, 2) => {
-                update::<V, R, 4>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
-            }
-            (true, _) | (false, 3 | 4) => {
-                update::<V, R, 2>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next)
-            }
-            (false, _) => update::<V, R, 1>(p, at, seen, s, kn, t0, run, &q_norm, out, ol, next),
+        // the registers allow, next to one vector of values per output vector.
+        let rows = Rows { at, seen, run: &mut run[..], q_norm: &q_norm };
+        let scores = Scores { t0, s: &mut s, kn: &kn };
+        let dest = &mut Dest { data: &mut *out, layout: ol };
+        match S::TUNING.decode[R].out_vectors {
+            8 => update::<S, R, 8>(simd, p, rows, scores, dest, next),
+            4 => update::<S, R, 4>(simd, p, rows, scores, dest, next),
+            2 => update::<S, R, 2>(simd, p, rows, scores, dest, next),
+            _ => update::<S, R, 1>(simd, p, rows, scores, dest, next),
         }
     }
     for r in 0..R {
-        finish_row(p, at[r], &run[r], out, ol, lse.as_deref_mut());
+        finish_row(p, at[r], run[r], out, ol, lse.as_deref_mut());
     }
 }
 
@@ -221,8 +129,10 @@ fn pass<V: Vector, const R: usize>(
 /// into `s[r][j]`, and with `norms` the keys' squared norms into `kn[j]`:
 /// blocks of [`key_block`] keys, then one at a time. Calls `ahead(j)` before
 /// reading key `j`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dots<'k, V: Vector, const R: usize>(
+fn dots<'k, S: Simd, const R: usize>(
+    simd: S,
     q: &[&[f32]; R],
     keys: impl Fn(usize) -> &'k [f32],
     range: Range<usize>,
@@ -240,7 +150,7 @@ fn dots<'k, V: Vector, const R: usize>(
                     ahead(j + b);
                     k[b] = keys(j + b);
                 }
-                let (dots, k_norms) = block::<V, R, $kb, $n>(q, k);
+                let (dots, k_norms) = block::<S, R, $kb, $n>(simd, q, k);
                 for b in 0..$kb {
                     for r in 0..R {
                         s[r][j + b] = dots[r][b];
@@ -253,7 +163,7 @@ fn dots<'k, V: Vector, const R: usize>(
     }
     macro_rules! all {
         ($n:literal) => {{
-            match key_block(V::LANES, R) {
+            match S::TUNING.decode[R].key_block {
                 4 => blocks!(4, $n),
                 2 => blocks!(2, $n),
                 _ => {}
@@ -262,39 +172,52 @@ fn dots<'k, V: Vector, const R: usize>(
         }};
     }
     if norms {
-        all!(true)
+        all!(true);
     } else {
-        all!(false)
+        all!(false);
     }
 }
 
 /// `q_r · k_b` for every row and key of the block, and `‖k_b‖²` if `N`: each
 /// key vector is loaded once, each query vector once per block.
 #[inline(always)]
-fn block<V: Vector, const R: usize, const KB: usize, const N: bool>(
+fn block<S: Simd, const R: usize, const KB: usize, const N: bool>(
+    simd: S,
     q: &[&[f32]; R],
     k: [&[f32]; KB],
 ) -> ([[f32; KB]; R], [f32; KB]) {
-    let l = V::LANES;
+    let l = S::LANES;
     let d = k[0].len();
-    let mut acc = [[V::splat(0.0); KB]; R];
-    let mut nacc = [V::splat(0.0); KB];
-    let mut kv = [V::splat(0.0); KB];
+    let mut acc = [[simd.splat(0.0); KB]; R];
+    let mut nacc = [simd.splat(0.0); KB];
+    let mut kv = [simd.splat(0.0); KB];
     // Index loops over the register block: array `map` does not inline
     // reliably here (measured: 2× slower).
     let mut c = 0;
     while c + l <= d {
         for b in 0..KB {
-            kv[b] = V::load(&k[b][c..c + l]);
+            kv[b] = simd.load(&k[b][c..c + l]);
         }
-        step::<V, R, KB, N>(&mut acc, &mut nacc, &kv, |r| V::load(&q[r][c..c + l]));
+        step::<S::V, R, KB, N>(
+            &mut acc,
+            &mut nacc,
+            &kv,
+            #[inline(always)]
+            |r| simd.load(&q[r][c..c + l]),
+        );
         c += l;
     }
     if c < d {
         for b in 0..KB {
-            kv[b] = V::load_partial(&k[b][c..]);
+            kv[b] = simd.load_partial(&k[b][c..]);
         }
-        step::<V, R, KB, N>(&mut acc, &mut nacc, &kv, |r| V::load_partial(&q[r][c..]));
+        step::<S::V, R, KB, N>(
+            &mut acc,
+            &mut nacc,
+            &kv,
+            #[inline(always)]
+            |r| simd.load_partial(&q[r][c..]),
+        );
     }
     let mut dots = [[0.0; KB]; R];
     let mut norms = [0.0; KB];

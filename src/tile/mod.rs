@@ -30,11 +30,11 @@
 //! weights and softmax steps.
 //!
 //! Scratch is on the stack and bounded, whatever the shape: the packed tile
-//! (`KT_CAP` floats: 64 KiB with SIMD, 16 KiB without), one micro-block of
-//! scores (`MR × TK` floats, at most 3 KiB; 4 KiB for a decode pass), and
-//! `QB` row states and norms (6 KiB); about 75 KiB in all. Tiles are
-//! `TK = 128` keys wide for heads of up to `KT_CAP / 128` columns (128 with
-//! SIMD) and 64 keys up to twice that; a wider head is packed in column
+//! (the level's `packed` floats from the tuning table: 64 KiB with SIMD,
+//! 16 KiB without), one micro-block of scores (`MR × TK` floats, at most
+//! 3 KiB; 4 KiB for a decode pass), and `QB` row states and norms (6 KiB);
+//! about 75 KiB in all. Tiles are `TK = 128` keys wide for heads of up to
+//! `packed / 128` columns (128 with SIMD) and 64 keys up to twice that; a wider head is packed in column
 //! chunks, and then a block is a single micro-block (its scores accumulate
 //! over the chunks).
 
@@ -44,9 +44,9 @@ mod pv;
 mod score;
 mod weights;
 
-use crate::attention::Problem;
+use crate::arch::{Job, Simd, BLOCK_ROWS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
+use crate::problem::Problem;
 use crate::scorer::{dot, sq_dist, Kind};
-use crate::simd::Vector;
 use crate::softmax::Running;
 use crate::view::Layout;
 use crate::MatRef;
@@ -54,48 +54,26 @@ use core::ops::Range;
 use pv::Out;
 use weights::Row;
 
-/// Keys per tile at most: 128 for heads of up to `KT_CAP / 128` columns, 64
-/// above (measured: 128 keys amortise the per-row work of a tile over twice
-/// the multiply-adds, +11% at d = 64 against 64 keys).
-pub(crate) const TK: usize = 128;
-/// Floats of packed keys: `d × tk` for `d ≤ KT_CAP / tk`.
-#[cfg(any(target_feature = "sse2", target_feature = "neon", target_feature = "simd128"))]
-const KT_CAP: usize = 16384;
-#[cfg(not(any(target_feature = "sse2", target_feature = "neon", target_feature = "simd128")))]
-const KT_CAP: usize = 4096;
+/// Keys per tile at most.
+pub(crate) const TK: usize = TILE_KEYS;
 /// Query rows per block: each packed tile serves this many rows.
-pub(crate) const QB: usize = 512;
-/// The decode path takes the query heads that share a key/value head when
-/// they have at most this many rows in all.
-pub(crate) use decode::ROWS as DECODE_ROWS;
+pub(crate) const QB: usize = BLOCK_ROWS;
 
-/// Register blocks per width: (rows, key vectors, output vectors).
-/// AVX-512 has 32 vector registers: 4 × 4 accumulators. AVX2, SSE2 and NEON
-/// get 16 registers: 6 × 2 (as ggml's AVX2 kernel). Decode chooses its own
-/// P·V block by the number of rows (decode.rs).
-macro_rules! widths {
-    ($($name:ident: $v:ty, $mr:expr, $nr:expr, $nc:expr;)*) => {$(
-        pub(crate) fn $name(p: &Problem<'_>, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
-            run::<$v, $mr, $nr, $nc>(p, out, ol, lse)
-        }
-    )*};
+/// A call of the tiled kernel, run at a level by [`crate::arch::dispatch`]:
+/// every head of `problem` into `out` (laid out by `layout`) and, if given,
+/// the log-sum-exps `lse[h * n_q + i]`.
+pub(crate) struct Tiled<'c, 'p> {
+    pub problem: &'c Problem<'p>,
+    pub out: &'c mut [f32],
+    pub layout: &'c Layout,
+    pub lse: Option<&'c mut [f32]>,
 }
 
-widths! {
-    x1: f32, 4, 4, 4;
-    x4: wide::f32x4, 6, 2, 2;
-    x8: wide::f32x8, 6, 2, 2;
-    x16: wide::f32x16, 4, 4, 4;
-}
-
-/// The width the build's target features select ([`crate::simd::Native`]).
-pub(crate) fn native(p: &Problem<'_>, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
-    use crate::simd::Native;
-    match <Native as Vector>::LANES {
-        16 => x16(p, out, ol, lse),
-        8 => x8(p, out, ol, lse),
-        4 => x4(p, out, ol, lse),
-        _ => x1(p, out, ol, lse),
+impl Job for Tiled<'_, '_> {
+    type Output = ();
+    fn run<S: Simd>(self, simd: S) {
+        debug_assert_eq!(S::LEVEL, self.problem.level);
+        run(simd, self.problem, self.out, self.layout, self.lse);
     }
 }
 
@@ -111,7 +89,8 @@ pub(crate) struct At {
 /// that share a key/value head have at most [`DECODE_ROWS`] rows in all, they
 /// go through the decode kernel together (one pass over that K and V);
 /// otherwise each head goes through the blocked prefill loop.
-pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
+fn run<S: Simd>(
+    simd: S,
     problem: &Problem<'_>,
     out: &mut [f32],
     out_layout: &Layout,
@@ -133,12 +112,34 @@ pub(crate) fn run<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
                     n += 1;
                 }
             }
-            decode::rows::<V>(problem, &rows[..n], out, out_layout, lse.as_deref_mut());
+            decode::rows(simd, problem, &rows[..n], out, out_layout, lse.as_deref_mut());
         }
     } else {
         for h in 0..n_heads {
-            head::<V, MR, NR, NC>(problem, h, out, out_layout, lse.as_deref_mut());
+            let lse = lse.as_deref_mut();
+            simd.vectorize(
+                #[inline(always)]
+                || head_at(simd, problem, h, out, out_layout, lse),
+            );
         }
+    }
+}
+
+/// [`head`] with the level's register block (`arch::tuning`).
+#[inline(always)]
+fn head_at<S: Simd>(
+    simd: S,
+    p: &Problem<'_>,
+    h: usize,
+    out: &mut [f32],
+    ol: &Layout,
+    lse: Option<&mut [f32]>,
+) {
+    let t = S::TUNING;
+    match (t.rows, t.key_vectors, t.out_vectors) {
+        (4, 4, 4) => head::<S, 4, 4, 4>(simd, p, h, out, ol, lse),
+        (6, 2, 2) => head::<S, 6, 2, 2>(simd, p, h, out, ol, lse),
+        _ => unreachable!("arch::tuning checks that every level's block is one of these"),
     }
 }
 
@@ -154,7 +155,7 @@ fn start_row(p: &Problem<'_>, at: At, out: &mut [f32], ol: &Layout) -> (Running,
 }
 
 /// Normalises the output row of `at` and writes its log-sum-exp.
-fn finish_row(p: &Problem<'_>, at: At, run: &Running, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
+fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
     let linear = weights::linear(p.kind, p.bias.is_some());
     let (inv, row_lse) = if linear { run.finish_linear() } else { run.finish() };
     let o = ol.offset(at.h, at.i);
@@ -162,24 +163,21 @@ fn finish_row(p: &Problem<'_>, at: At, run: &Running, out: &mut [f32], ol: &Layo
     if inv == 0.0 {
         o.fill(0.0); // no key had weight: exactly 0
     } else {
-        o.iter_mut().for_each(|x| *x *= inv);
+        for x in o.iter_mut() {
+            *x *= inv;
+        }
     }
     if let Some(l) = lse {
         l[at.h * p.q.rows() + at.i] = row_lse + p.kind.lse_shift(p.q.head(at.h).row(at.i));
     }
 }
 
-/// The keys of the tile `t0..t0 + nt` that row `i` sees, in tile coordinates
-/// (empty if none).
-fn seen(p: &Problem<'_>, i: usize, t0: usize, nt: usize) -> Range<usize> {
-    let keys = p.mask.key_range(i, p.key_len);
-    keys.start.max(t0).saturating_sub(t0)..keys.end.min(t0 + nt).saturating_sub(t0)
-}
-
 /// Computes head `h` with the blocked prefill loop (module docs): vectors
 /// `V`, register blocks of `MR` rows × `NR` vectors of keys (scores) and `MR`
 /// rows × `NC` vectors of output columns (P·V).
-fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
+#[inline(always)]
+fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
+    simd: S,
     problem: &Problem<'_>,
     h: usize,
     out: &mut [f32],
@@ -192,11 +190,14 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
     let norms = problem.norms.map(|n| n.head(h / problem.group));
     let (n_q, d) = (q.rows(), q.cols());
     // Tile width and widest column chunk packed at once.
-    let tk = if d <= KT_CAP / TK { TK } else { TK / 2 };
-    let dc_max = KT_CAP / tk;
+    const { assert!(S::TUNING.packed <= PACKED_MAX) };
+    let packed = S::TUNING.packed;
+    let tk = if d <= packed / TK { TK } else { TK / 2 };
+    let dc_max = packed / tk;
     let block_rows = if d <= dc_max { QB } else { MR };
 
-    let mut kt = [0.0f32; KT_CAP];
+    let mut kt_buf = [0.0f32; PACKED_MAX];
+    let kt = &mut kt_buf[..packed];
     let mut kn = [0.0f32; TK];
     let mut s = [[0.0f32; TK]; MR];
     let mut run = [Running::EMPTY; QB];
@@ -204,21 +205,16 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
 
     for b0 in (0..n_q).step_by(block_rows) {
         let rows = b0..n_q.min(b0 + block_rows);
-        let (mut lo, mut hi) = (usize::MAX, 0);
         for i in rows.clone() {
             (run[i - b0], q_norm[i - b0]) = start_row(problem, At { h, i }, out, out_layout);
-            let keys = problem.mask.key_range(i, problem.key_len);
-            if !keys.is_empty() {
-                (lo, hi) = (lo.min(keys.start), hi.max(keys.end));
-            }
         }
-        for t0 in (lo..hi).step_by(tk) {
+        for t0 in problem.keys_seen(rows.clone()).step_by(tk) {
             let nt = tk.min(problem.key_len - t0);
-            if rows.clone().all(|i| seen(problem, i, t0, nt).is_empty()) {
+            if rows.clone().all(|i| problem.seen_in_tile(i, t0, nt).is_empty()) {
                 continue;
             }
             if d <= dc_max {
-                pack_tile(kind, k, norms, t0, nt, tk, 0, d, &mut kt, &mut kn);
+                KeyTile { kind, k, norms, t0, nt, tk }.pack(0, d, kt, &mut kn);
             }
             let mut m0 = rows.start;
             while m0 < rows.end {
@@ -229,50 +225,54 @@ fn head<V: Vector, const MR: usize, const NR: usize, const NC: usize>(
                     nt,
                     tk,
                     dc_max,
-                    kt: &mut kt,
+                    kt: &mut *kt,
                     kn: &mut kn,
                     run: &mut run[m0 - b0..m0 - b0 + r],
                     q_norm: &q_norm[m0 - b0..m0 - b0 + r],
                 };
                 if r == MR {
                     let at = core::array::from_fn(|t| At { h, i: m0 + t });
-                    micro::<V, MR, NR, NC>(&mut tile, at, &mut s, out, out_layout);
+                    micro::<S, MR, NR, NC>(simd, &mut tile, at, &mut s, out, out_layout);
                 } else {
                     let s1: &mut [[f32; TK]; 1] = (&mut s[..1]).try_into().unwrap();
-                    micro::<V, 1, NR, NC>(&mut tile, [At { h, i: m0 }], s1, out, out_layout);
+                    micro::<S, 1, NR, NC>(simd, &mut tile, [At { h, i: m0 }], s1, out, out_layout);
                 }
                 m0 += r;
             }
         }
         for i in rows.clone() {
-            finish_row(problem, At { h, i }, &run[i - b0], out, out_layout, lse.as_deref_mut());
+            finish_row(problem, At { h, i }, run[i - b0], out, out_layout, lse.as_deref_mut());
         }
     }
 }
 
-/// Packs keys `t0..t0 + nt` of `k` (or a column chunk of them) and, after
-/// the last chunk, leaves in `kn` the term the scorer adds: `−‖k‖²` for
-/// `NegSqDist`, `‖k‖²` for `NegLogDist`, from the cached `norms` if given
-/// (else computed while packing).
-#[allow(clippy::too_many_arguments)]
-fn pack_tile(
-    kind: Kind<'_>,
-    k: MatRef<'_>,
-    norms: Option<MatRef<'_>>,
+/// The keys `t0..t0 + nt` of one key/value head, as the prefill loop packs
+/// them into a tile of width `tk`.
+#[derive(Clone, Copy)]
+struct KeyTile<'k> {
+    kind: Kind<'k>,
+    k: MatRef<'k>,
+    /// Cached `‖k_j‖²` of the head, if the call has them.
+    norms: Option<MatRef<'k>>,
     t0: usize,
     nt: usize,
     tk: usize,
-    c0: usize,
-    dc: usize,
-    kt: &mut [f32],
-    kn: &mut [f32; TK],
-) {
-    let last = c0 + dc == k.cols();
-    let compute = needs_norms(kind) && norms.is_none();
-    pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn));
-    if last {
-        cached_norms(kind, norms, t0, &mut kn[..nt]);
-        key_terms(kind, &mut kn[..nt]);
+}
+
+impl KeyTile<'_> {
+    /// Packs columns `c0..c0 + dc` of the keys into `kt` and, after the last
+    /// chunk, leaves in `kn` the term the scorer adds: `−‖k‖²` for
+    /// `NegSqDist`, `‖k‖²` for `NegLogDist`, from the cached norms if given
+    /// (else computed while packing).
+    fn pack(&self, c0: usize, dc: usize, kt: &mut [f32], kn: &mut [f32; TK]) {
+        let KeyTile { kind, k, norms, t0, nt, tk } = *self;
+        let last = c0 + dc == k.cols();
+        let compute = needs_norms(kind) && norms.is_none();
+        pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn));
+        if last {
+            cached_norms(kind, norms, t0, &mut kn[..nt]);
+            key_terms(kind, &mut kn[..nt]);
+        }
     }
 }
 
@@ -295,7 +295,9 @@ fn cached_norms(kind: Kind<'_>, norms: Option<MatRef<'_>>, t0: usize, kn: &mut [
 /// (`NegSqDist`: `−‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
 fn key_terms(kind: Kind<'_>, kn: &mut [f32]) {
     if let Kind::SqDist { .. } = kind {
-        kn.iter_mut().for_each(|x| *x = -*x);
+        for x in kn.iter_mut() {
+            *x = -*x;
+        }
     }
 }
 
@@ -308,7 +310,7 @@ struct Tile<'t, 'p> {
     tk: usize,
     /// Widest column chunk packed at once.
     dc_max: usize,
-    kt: &'t mut [f32; KT_CAP],
+    kt: &'t mut [f32],
     kn: &'t mut [f32; TK],
     /// States and norms of the micro-block's rows.
     run: &'t mut [Running],
@@ -317,7 +319,8 @@ struct Tile<'t, 'p> {
 
 /// One micro-block of `R` rows of one head against the packed tile.
 #[inline(always)]
-fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
+fn micro<S: Simd, const R: usize, const NR: usize, const NC: usize>(
+    simd: S,
     tile: &mut Tile<'_, '_>,
     at: [At; R],
     s: &mut [[f32; TK]; R],
@@ -326,51 +329,90 @@ fn micro<V: Vector, const R: usize, const NR: usize, const NC: usize>(
 ) {
     let p = tile.problem;
     let (t0, nt, tk, dc_max) = (tile.t0, tile.nt, tile.tk, tile.dc_max);
-    let seen = at.map(|a| seen(p, a.i, t0, nt));
-    if seen.iter().all(|r| r.is_empty()) {
+    let seen = at.map(|a| p.seen_in_tile(a.i, t0, nt));
+    if seen.iter().all(core::ops::Range::is_empty) {
         return;
     }
     let h = at[0].h;
     let k = p.k.head(h / p.group);
     let d = p.q.cols();
     let qrows = at.map(|a| p.q.head(h).row(a.i));
-    let scores = |q: [&[f32]; R], kt: &[f32], c0: usize, dc: usize, s: &mut [[f32; TK]; R]| match p.kind {
-        Kind::Additive { w } => score::additive::<V, R, NR>(q, kt, &w[c0..], tk, dc, s, c0 > 0),
-        _ => score::scores::<V, R, NR>(q, kt, tk, dc, s, c0 > 0),
-    };
     if d <= dc_max {
-        scores(qrows, &tile.kt[..], 0, d, s);
+        scores::<S, R, NR>(simd, p.kind, qrows, &tile.kt[..], 0, tk, d, s);
     } else {
         for c0 in (0..d).step_by(dc_max) {
             let dc = dc_max.min(d - c0);
             let norms = p.norms.map(|n| n.head(h / p.group));
-            pack_tile(p.kind, k, norms, t0, nt, tk, c0, dc, &mut tile.kt[..], tile.kn);
-            scores(qrows.map(|r| &r[c0..]), &tile.kt[..], c0, dc, s);
+            KeyTile { kind: p.kind, k, norms, t0, nt, tk }.pack(c0, dc, &mut tile.kt[..], tile.kn);
+            scores::<S, R, NR>(simd, p.kind, qrows.map(|r| &r[c0..]), &tile.kt[..], c0, tk, dc, s);
         }
     }
-    update::<V, R, NC>(p, at, seen, s, tile.kn, t0, tile.run, tile.q_norm, out, out_layout, |_, _| {});
+    let rows = Rows { at, seen, run: &mut *tile.run, q_norm: tile.q_norm };
+    let scores = Scores { t0, s, kn: &*tile.kn };
+    update::<S, R, NC>(simd, p, rows, scores, &mut Dest { data: out, layout: out_layout }, |_, _| {});
 }
 
-/// The rest of a tile once `s[r]` holds the dot products `q·k_j` of rows
-/// `at` (all reading the same key/value head) with keys `t0..`, and `kn` the
-/// key terms: weights and the online softmax per row, then P·V
-/// ([`pv_rows`]) with `NC` output vectors per register block, calling
-/// `ahead(j, columns)` before it reads those columns of value `j`.
-#[allow(clippy::too_many_arguments)]
+/// The scores of a micro-block against a packed tile (or a column chunk of
+/// it). A function, not a closure: a closure called twice may be compiled
+/// out of line, without the level's target features.
 #[inline(always)]
-fn update<V: Vector, const R: usize, const NC: usize>(
-    p: &Problem<'_>,
-    at: [At; R],
-    seen: [Range<usize>; R],
+#[allow(clippy::too_many_arguments)]
+fn scores<S: Simd, const R: usize, const NR: usize>(
+    simd: S,
+    kind: Kind<'_>,
+    q: [&[f32]; R],
+    kt: &[f32],
+    c0: usize,
+    tk: usize,
+    dc: usize,
     s: &mut [[f32; TK]; R],
-    kn: &[f32; TK],
-    t0: usize,
-    run: &mut [Running],
-    q_norm: &[f32],
-    out: &mut [f32],
-    out_layout: &Layout,
+) {
+    match kind {
+        Kind::Additive { w } => score::additive::<S, R, NR>(simd, q, kt, &w[c0..], tk, dc, s, c0 > 0),
+        _ => score::scores::<S, R, NR>(simd, q, kt, tk, dc, s, c0 > 0),
+    }
+}
+
+/// The rows of a register block (all reading the same key/value head) and
+/// their streaming state.
+pub(crate) struct Rows<'b, const R: usize> {
+    pub at: [At; R],
+    /// The keys of the tile each row sees (tile coordinates).
+    pub seen: [Range<usize>; R],
+    pub run: &'b mut [Running],
+    /// `‖q‖²` of each row, where the scorer uses it.
+    pub q_norm: &'b [f32],
+}
+
+/// A tile's scores: `s[r]` holds the dot products `q·k_j` of the rows with
+/// keys `t0..`, and `kn` the key terms.
+pub(crate) struct Scores<'s, const R: usize> {
+    pub t0: usize,
+    pub s: &'s mut [[f32; TK]; R],
+    pub kn: &'s [f32; TK],
+}
+
+/// Where the outputs go: `data`, laid out by `layout`.
+pub(crate) struct Dest<'o> {
+    pub data: &'o mut [f32],
+    pub layout: &'o Layout,
+}
+
+/// The rest of a tile once the scores are in: weights and the online
+/// softmax per row, then P·V ([`pv_rows`]) with `NC` output vectors per
+/// register block, calling `ahead(j, columns)` before it reads those columns
+/// of value `j`.
+#[inline(always)]
+fn update<S: Simd, const R: usize, const NC: usize>(
+    simd: S,
+    p: &Problem<'_>,
+    rows: Rows<'_, R>,
+    scores: Scores<'_, R>,
+    dest: &mut Dest<'_>,
     ahead: impl Fn(usize, Range<usize>) + Copy,
 ) {
+    let Rows { at, seen, run, q_norm } = rows;
+    let Scores { t0, s, kn } = scores;
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
     let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
@@ -388,18 +430,20 @@ fn update<V: Vector, const R: usize, const NC: usize>(
         };
         let qi = p.q.head(h).row(i);
         alpha[r] =
-            weights::weights::<V>(p.kind, &mut s[r], kn, &row, &mut run[r], |j| sq_dist(qi, k.row(t0 + j)));
+            weights::weights(simd, p.kind, &mut s[r], kn, &row, &mut run[r], |j| sq_dist(qi, k.row(t0 + j)));
     }
-    let offsets = at.map(|a| out_layout.offset(a.h, a.i));
-    let mut o = Out { data: out, offsets: &offsets };
-    pv_rows::<V, R, NC>(&mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
+    let offsets = at.map(|a| dest.layout.offset(a.h, a.i));
+    let mut o = Out { data: &mut *dest.data, offsets: &offsets };
+    pv_rows::<S, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
 }
 
 /// P·V for rows that see the keys `seen[r]` of the tile: the keys every row
 /// sees go through the `R`-row register block, the rest (near a causal
 /// diagonal or a window edge) row by row.
 #[inline(always)]
-fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
+#[allow(clippy::too_many_arguments)]
+fn pv_rows<'v, S: Simd, const R: usize, const NC: usize>(
+    simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     s: &[[f32; TK]; R],
@@ -412,7 +456,7 @@ fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
     let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
-        pv::pv::<V, R, NC>(out, alpha, s, value, common.clone(), d_v, ahead);
+        pv::pv::<S, R, NC>(simd, out, alpha, s, value, common.clone(), d_v, ahead);
     }
     for r in 0..R {
         let own = &seen[r];
@@ -424,13 +468,13 @@ fn pv_rows<'v, V: Vector, const R: usize, const NC: usize>(
         } else {
             (own.start..common.start, common.end..own.end, 1.0)
         };
-        let s1: &[[f32; TK]; 1] = (&s[r..r + 1]).try_into().unwrap();
-        let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..r + 1] };
+        let s1: &[[f32; TK]; 1] = (&s[r..=r]).try_into().unwrap();
+        let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..=r] };
         if !before.is_empty() || a != 1.0 {
-            pv::pv::<V, 1, NC>(&mut o1, [a], s1, value, before, d_v, ahead);
+            pv::pv::<S, 1, NC>(simd, &mut o1, [a], s1, value, before, d_v, ahead);
         }
         if !after.is_empty() {
-            pv::pv::<V, 1, NC>(&mut o1, [1.0], s1, value, after, d_v, ahead);
+            pv::pv::<S, 1, NC>(simd, &mut o1, [1.0], s1, value, after, d_v, ahead);
         }
     }
 }

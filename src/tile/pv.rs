@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::TK;
-use crate::simd::Vector;
+use crate::arch::{Simd, Vector};
 use core::ops::Range;
 
 /// Rows of the output that one call updates.
@@ -24,7 +24,9 @@ pub(crate) struct Out<'a> {
 /// `ahead(j, columns)` is called before the columns of value `j` are read
 /// (the decode pass prefetches with it).
 #[inline(always)]
-pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pv<'v, S: Simd, const R: usize, const NC: usize>(
+    simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     p: &[[f32; TK]; R],
@@ -33,26 +35,26 @@ pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
     d_v: usize,
     ahead: impl Fn(usize, Range<usize>),
 ) {
-    let l = V::LANES;
+    let l = S::LANES;
     let block = NC * l;
     let mut c0 = 0;
     while c0 + block <= d_v {
-        let mut acc = [[V::splat(0.0); NC]; R];
+        let mut acc = [[simd.splat(0.0); NC]; R];
         for r in 0..R {
             let o = &out.data[out.offsets[r] + c0..][..block];
             for n in 0..NC {
-                acc[r][n] = V::load(&o[n * l..]) * V::splat(alpha[r]);
+                acc[r][n] = simd.load(&o[n * l..]) * simd.splat(alpha[r]);
             }
         }
         for j in keys.clone() {
             ahead(j, c0..c0 + block);
             let vj = &v(j)[c0..c0 + block];
-            let mut vv = [V::splat(0.0); NC];
+            let mut vv = [simd.splat(0.0); NC];
             for n in 0..NC {
-                vv[n] = V::load(&vj[n * l..]);
+                vv[n] = simd.load(&vj[n * l..]);
             }
             for r in 0..R {
-                let pj = V::splat(p[r][j]);
+                let pj = simd.splat(p[r][j]);
                 for n in 0..NC {
                     acc[r][n] = pj.mul_add(vv[n], acc[r][n]);
                 }
@@ -68,16 +70,16 @@ pub(crate) fn pv<'v, V: Vector, const R: usize, const NC: usize>(
     }
     while c0 < d_v {
         let w = l.min(d_v - c0);
-        let mut acc = [V::splat(0.0); R];
+        let mut acc = [simd.splat(0.0); R];
         for r in 0..R {
-            acc[r] = V::load_partial(&out.data[out.offsets[r] + c0..][..w]) * V::splat(alpha[r]);
+            acc[r] = simd.load_partial(&out.data[out.offsets[r] + c0..][..w]) * simd.splat(alpha[r]);
         }
         for j in keys.clone() {
             ahead(j, c0..c0 + w);
             let vj = &v(j)[c0..c0 + w];
-            let vv = if w == l { V::load(vj) } else { V::load_partial(vj) };
+            let vv = if w == l { simd.load(vj) } else { simd.load_partial(vj) };
             for r in 0..R {
-                acc[r] = V::splat(p[r][j]).mul_add(vv, acc[r]);
+                acc[r] = simd.splat(p[r][j]).mul_add(vv, acc[r]);
             }
         }
         for r in 0..R {

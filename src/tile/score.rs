@@ -9,7 +9,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::TK;
-use crate::simd::Vector;
+use crate::arch::{Simd, Vector};
 use crate::tanh::tanh;
 
 /// `s[r][j] (+)= Σ_{c < dc} q[r][c] · kt[c * tk + j]` for every `j < tk`
@@ -19,7 +19,8 @@ use crate::tanh::tanh;
 /// elements feed `R · NR` fused multiply-adds. With `accumulate`, adds to `s`
 /// (later column chunks of a wide head); otherwise overwrites it.
 #[inline(always)]
-pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
+pub(crate) fn scores<S: Simd, const R: usize, const NR: usize>(
+    simd: S,
     q: [&[f32]; R],
     kt: &[f32],
     tk: usize,
@@ -27,7 +28,17 @@ pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
     s: &mut [[f32; TK]; R],
     accumulate: bool,
 ) {
-    block::<V, R, NR>(q, kt, tk, dc, s, accumulate, |_, qc, kc, acc| qc.mul_add(kc, acc));
+    block::<S, R, NR>(
+        simd,
+        q,
+        kt,
+        tk,
+        dc,
+        s,
+        accumulate,
+        #[inline(always)]
+        |_, qc, kc, acc| qc.mul_add(kc, acc),
+    );
 }
 
 /// The `Additive` scores `s[r][j] (+)= Σ_{c < dc} w[c] · tanh(a[r][c] + bt[c * tk + j])`
@@ -38,7 +49,9 @@ pub(crate) fn scores<V: Vector, const R: usize, const NR: usize>(
 /// keep the vector units busy. `h` tangents per pair are the cost of this
 /// scorer; nothing here can be shared between pairs.
 #[inline(always)]
-pub(crate) fn additive<V: Vector, const R: usize, const NR: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn additive<S: Simd, const R: usize, const NR: usize>(
+    simd: S,
     a: [&[f32]; R],
     bt: &[f32],
     w: &[f32],
@@ -48,9 +61,17 @@ pub(crate) fn additive<V: Vector, const R: usize, const NR: usize>(
     accumulate: bool,
 ) {
     let w = &w[..dc];
-    block::<V, R, NR>(a, bt, tk, dc, s, accumulate, |c, ac, bc, acc| {
-        tanh(ac + bc).mul_add(V::splat(w[c]), acc)
-    });
+    block::<S, R, NR>(
+        simd,
+        a,
+        bt,
+        tk,
+        dc,
+        s,
+        accumulate,
+        #[inline(always)]
+        |c, ac, bc, acc| tanh(simd, ac + bc).mul_add(simd.splat(w[c]), acc),
+    );
 }
 
 /// The register block: `s[r][j] (+)= Σ_{c < dc} term(c, x[r][c], kt[c][j..], ·)`,
@@ -58,35 +79,37 @@ pub(crate) fn additive<V: Vector, const R: usize, const NR: usize>(
 /// returning `acc` plus column `c`'s contribution (`row` is `x[r][c]`
 /// broadcast, `keys` a vector of the packed tile's column `c`).
 #[inline(always)]
-fn block<V: Vector, const R: usize, const NR: usize>(
+#[allow(clippy::too_many_arguments)]
+fn block<S: Simd, const R: usize, const NR: usize>(
+    simd: S,
     x: [&[f32]; R],
     kt: &[f32],
     tk: usize,
     dc: usize,
     s: &mut [[f32; TK]; R],
     accumulate: bool,
-    term: impl Fn(usize, V, V, V) -> V,
+    term: impl Fn(usize, S::V, S::V, S::V) -> S::V,
 ) {
     let x = x.map(|row| &row[..dc]);
     let kt = &kt[..dc * tk];
-    let width = NR * V::LANES;
+    let width = NR * S::LANES;
     for kb in (0..tk).step_by(width) {
-        let mut acc = [[V::splat(0.0); NR]; R];
+        let mut acc = [[simd.splat(0.0); NR]; R];
         if accumulate {
             for r in 0..R {
                 for n in 0..NR {
-                    acc[r][n] = V::load(&s[r][kb + n * V::LANES..]);
+                    acc[r][n] = simd.load(&s[r][kb + n * S::LANES..]);
                 }
             }
         }
         for (c, ktrow) in kt.chunks_exact(tk).enumerate() {
             let ktb = &ktrow[kb..kb + width];
-            let mut kv = [V::splat(0.0); NR];
+            let mut kv = [simd.splat(0.0); NR];
             for n in 0..NR {
-                kv[n] = V::load(&ktb[n * V::LANES..]);
+                kv[n] = simd.load(&ktb[n * S::LANES..]);
             }
             for r in 0..R {
-                let xb = V::splat(x[r][c]);
+                let xb = simd.splat(x[r][c]);
                 for n in 0..NR {
                     acc[r][n] = term(c, xb, kv[n], acc[r][n]);
                 }
@@ -94,7 +117,7 @@ fn block<V: Vector, const R: usize, const NR: usize>(
         }
         for r in 0..R {
             for n in 0..NR {
-                acc[r][n].store(&mut s[r][kb + n * V::LANES..]);
+                acc[r][n].store(&mut s[r][kb + n * S::LANES..]);
             }
         }
     }

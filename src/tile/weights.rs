@@ -30,9 +30,10 @@
 //! Keys outside `[lo, hi)` get weight exactly 0.
 
 use super::TK;
+use crate::arch::{Simd, Vector};
 use crate::exp::exp;
+use crate::ln::ln;
 use crate::scorer::Kind;
-use crate::simd::Vector;
 use crate::softmax::Running;
 
 /// What [`weights`] needs to know about the row.
@@ -61,7 +62,8 @@ pub(crate) fn linear(kind: Kind<'_>, bias: bool) -> bool {
 /// rescaled. `kn` holds the tile's key terms: `−‖k_j‖²` for `NegSqDist`,
 /// `‖k_j‖²` for `NegLogDist`. `exact_sq_dist(j)` computes `‖q − k_j‖²` directly.
 #[inline(always)]
-pub(crate) fn weights<V: Vector>(
+pub(crate) fn weights<S: Simd>(
+    simd: S,
     kind: Kind<'_>,
     s: &mut [f32; TK],
     kn: &[f32; TK],
@@ -69,27 +71,27 @@ pub(crate) fn weights<V: Vector>(
     run: &mut Running,
     exact_sq_dist: impl Fn(usize) -> f32,
 ) -> f32 {
-    let l = V::LANES;
+    let l = S::LANES;
     let (v0, v1) = (row.lo / l * l, row.hi.div_ceil(l) * l);
     let linear = linear(kind, row.bias.is_some());
     let masked = if linear { 0.0 } else { f32::NEG_INFINITY };
     let bias = |j: usize| {
-        row.bias.map(|b| if j + l <= row.hi { V::load(&b[j..]) } else { V::load_partial(&b[j..row.hi]) })
+        row.bias.map(|b| if j + l <= row.hi { simd.load(&b[j..]) } else { simd.load_partial(&b[j..row.hi]) })
     };
 
-    let mut max = V::splat(masked);
+    let mut max = simd.splat(masked);
     for j in (v0..v1).step_by(l) {
-        let x = V::load(&s[j..]);
+        let x = simd.load(&s[j..]);
         let mut value = match kind {
-            Kind::Dot { scale } => x * V::splat(scale),
+            Kind::Dot { scale } => x * simd.splat(scale),
             Kind::Additive { .. } => x,
-            Kind::SqDist { scale } => x.mul_add(V::splat(2.0), V::load(&kn[j..])) * V::splat(scale),
+            Kind::SqDist { scale } => x.mul_add(simd.splat(2.0), simd.load(&kn[j..])) * simd.splat(scale),
             Kind::LogDist { eps, p } => {
-                let d2 = sq_dist::<V>(x, V::load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
+                let d2 = sq_dist(simd, x, simd.load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
                 if linear {
-                    V::splat(1.0) / (V::splat(eps) + pow_dist(d2, p))
+                    simd.splat(1.0) / (simd.splat(eps) + pow_dist(simd, d2, p))
                 } else {
-                    V::splat(0.0) - log_add_exp(V::splat(libm::logf(eps)), half_p_ln(d2, p))
+                    simd.splat(0.0) - log_add_exp(simd, simd.splat(libm::logf(eps)), half_p_ln(simd, d2, p))
                 }
             }
         };
@@ -104,23 +106,23 @@ pub(crate) fn weights<V: Vector>(
     if v0 != row.lo || v1 != row.hi {
         s[v0..row.lo].fill(masked);
         s[row.hi..v1].fill(masked);
-        max = V::splat(masked);
+        max = simd.splat(masked);
         for j in (v0..v1).step_by(l) {
-            max = max.max(V::load(&s[j..]));
+            max = max.max(simd.load(&s[j..]));
         }
     }
 
-    let mut sum = V::splat(0.0);
+    let mut sum = simd.splat(0.0);
     let alpha;
     if linear {
         let (a, inv) = run.advance_linear(max.reduce_max());
         alpha = a;
-        let (inv, inf) = (V::splat(inv), V::splat(f32::INFINITY));
+        let (inv, inf) = (simd.splat(inv), simd.splat(f32::INFINITY));
         for j in (v0..v1).step_by(l) {
-            let w = V::load(&s[j..]);
+            let w = simd.load(&s[j..]);
             let mut p = w * inv;
             if run.m == f32::INFINITY {
-                p = w.nan_or(w.eq_select(inf, V::splat(1.0), V::splat(0.0)));
+                p = w.nan_or(w.eq_select(inf, simd.splat(1.0), simd.splat(0.0)));
             }
             sum = sum + p;
             p.store(&mut s[j..]);
@@ -128,12 +130,12 @@ pub(crate) fn weights<V: Vector>(
     } else {
         let (a, shift) = run.advance(max.reduce_max());
         alpha = a;
-        let sh = V::splat(shift);
+        let sh = simd.splat(shift);
         for j in (v0..v1).step_by(l) {
-            let x = V::load(&s[j..]);
-            let mut p = exp(x - sh);
+            let x = simd.load(&s[j..]);
+            let mut p = exp(simd, x - sh);
             if shift == f32::INFINITY {
-                p = x.nan_or(x.eq_select(sh, V::splat(1.0), p));
+                p = x.nan_or(x.eq_select(sh, simd.splat(1.0), p));
             }
             sum = sum + p;
             p.store(&mut s[j..]);
@@ -147,67 +149,59 @@ pub(crate) fn weights<V: Vector>(
 /// `kn = ‖k‖²` by the norm trick, clamped at 0, recomputed exactly where it
 /// has cancelled (see the module docs).
 #[inline(always)]
-fn sq_dist<V: Vector>(
-    x: V,
-    kn: V,
+#[allow(clippy::too_many_arguments)]
+fn sq_dist<S: Simd>(
+    simd: S,
+    x: S::V,
+    kn: S::V,
     row: &Row<'_>,
     j: usize,
     eps: f32,
     p: f32,
     exact_sq_dist: &impl Fn(usize) -> f32,
-) -> V {
-    let zero = V::splat(0.0);
-    let norms = V::splat(row.q_norm) + kn;
-    let d2 = x.mul_add(V::splat(-2.0), norms);
+) -> S::V {
+    let zero = simd.splat(0.0);
+    let norms = simd.splat(row.q_norm) + kn;
+    let d2 = x.mul_add(simd.splat(-2.0), norms);
     let d2 = d2.lt_select(zero, zero, d2);
-    let used = if p == 2.0 { d2 + V::splat(eps) } else { d2 };
-    if !used.any_lt(norms * V::splat(0.25)) && !norms.any_nonfinite() {
+    let used = if p == 2.0 { d2 + simd.splat(eps) } else { d2 };
+    if !used.any_lt(norms * simd.splat(0.25)) && !norms.any_nonfinite() {
         return d2;
     }
     let mut exact = [0.0f32; 16];
-    for (t, e) in exact.iter_mut().enumerate().take(V::LANES) {
+    for (t, e) in exact.iter_mut().enumerate().take(S::LANES) {
         if (row.lo..row.hi).contains(&(j + t)) {
             *e = exact_sq_dist(j + t);
         }
     }
-    V::load(&exact)
+    simd.load(&exact)
 }
 
 /// `d^p` from `d2 = d²`.
 #[inline(always)]
-fn pow_dist<V: Vector>(d2: V, p: f32) -> V {
+fn pow_dist<S: Simd>(simd: S, d2: S::V, p: f32) -> S::V {
     if p == 2.0 {
         d2
     } else if p == 1.0 {
         d2.sqrt()
     } else {
-        exp(half_p_ln(d2, p))
+        exp(simd, half_p_ln(simd, d2, p))
     }
 }
 
 /// `ln d^p = (p/2)·ln d²`, with `ln 0^p = −∞` also when `p/2` underflows to 0
 /// (where the product would be `−∞ · 0 = NaN`).
 #[inline(always)]
-fn half_p_ln<V: Vector>(d2: V, p: f32) -> V {
-    let y = ln(d2) * V::splat(0.5 * p);
-    d2.eq_select(V::splat(0.0), V::splat(f32::NEG_INFINITY), y)
-}
-
-/// `ln x`, also for subnormal `x` (which `wide`'s logarithm sends to `−∞`):
-/// those are scaled by `2¹⁰⁰` first.
-#[inline(always)]
-fn ln<V: Vector>(x: V) -> V {
-    let tiny = V::splat(f32::MIN_POSITIVE);
-    let scaled = x.lt_select(tiny, x * V::splat(f32::from_bits((127 + 100) << 23)), x);
-    let shift = x.lt_select(tiny, V::splat(-100.0 * core::f32::consts::LN_2), V::splat(0.0));
-    scaled.ln() + shift
+fn half_p_ln<S: Simd>(simd: S, d2: S::V, p: f32) -> S::V {
+    let y = ln(simd, d2) * simd.splat(0.5 * p);
+    d2.eq_select(simd.splat(0.0), simd.splat(f32::NEG_INFINITY), y)
 }
 
 /// `ln(e^a + e^b)` for `a` not NaN, without overflow: `hi + ln(1 + e^{lo − hi})`.
 /// Equal arguments (both `−∞` included) give `a + ln 2`; a NaN `b` gives NaN.
 #[inline(always)]
-fn log_add_exp<V: Vector>(a: V, b: V) -> V {
+fn log_add_exp<S: Simd>(simd: S, a: S::V, b: S::V) -> S::V {
     let (hi, lo) = (a.max(b), a.min(b));
-    let gap = exp(hi.eq_select(lo, V::splat(0.0), lo - hi));
-    b.nan_or(hi + (V::splat(1.0) + gap).ln())
+    let gap = exp(simd, hi.eq_select(lo, simd.splat(0.0), lo - hi));
+    b.nan_or(hi + ln(simd, simd.splat(1.0) + gap))
 }

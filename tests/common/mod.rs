@@ -65,7 +65,7 @@
 
 #![allow(dead_code)]
 
-use streamattn::{Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Mask, Scorer};
+use streamattn::{Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, Scorer};
 
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -231,14 +231,14 @@ impl Case {
         }
         if let Some(b) = &self.bias {
             let hs = if self.bias_shared { 0 } else { self.n_q * self.n_kv };
-            a = a.bias(Bias::new(b, self.n_q, self.n_kv, self.n_kv, hs).unwrap());
+            a = a.bias(Bias::new(b, self.n_q, self.n_kv, hs, self.n_kv).unwrap());
         }
         a
     }
 
-    /// Runs the crate with `kernel`; returns dense `[h][i][c]` output and
+    /// Runs the crate on `kernel`; returns dense `[h][i][c]` output and
     /// `[h][i]` lse. Checks that padding of the output buffer is untouched.
-    pub fn run(&self, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
+    pub fn run(&self, kernel: Path) -> (Vec<f32>, Vec<f32>) {
         self.run_with(kernel, |a, q, k, v, o, l| a.run_heads(q, k, v, o, l))
     }
 
@@ -246,7 +246,7 @@ impl Case {
     /// `run_heads` (`entry(attention, q, k, v, out, lse)`).
     pub fn run_with(
         &self,
-        kernel: Kernel,
+        kernel: Path,
         entry: impl FnOnce(
             &Attention<'_>,
             HeadsRef<'_>,
@@ -269,7 +269,7 @@ impl Case {
         let mut lse = vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q];
         let mut norms =
             Strided::pack(&vec![0.0; self.kv_heads * self.n_kv], self.kv_heads, self.n_kv, 1, self.layout);
-        let mut attn = self.attention().kernel(kernel);
+        let mut attn = kernel.set(self.attention());
         if self.cached_norms {
             streamattn::key_norms(k.view(), norms.view_mut()).expect("key norms");
             attn = attn.cached_key_norms(norms.view());
@@ -552,18 +552,51 @@ pub const SCORERS: [Scorer; 9] = [
     ADDITIVE,
 ];
 
-/// Every tiled kernel: the build's own width and each width forced.
-pub const TILED: [Kernel; 5] =
-    [Kernel::Tiled, Kernel::TiledX1, Kernel::TiledX4, Kernel::TiledX8, Kernel::TiledX16];
+/// How a test computes: the scalar path, or the tiled kernel at a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    Scalar,
+    Tiled(Level),
+}
+
+impl Path {
+    /// The tiled kernel at the best level this CPU has (the default).
+    pub fn best() -> Path {
+        Path::Tiled(Level::detected())
+    }
+
+    /// `attention` set to compute this way; checks that the tiled kernel
+    /// runs at the level asked for.
+    pub fn set(self, attention: Attention<'_>) -> Attention<'_> {
+        match self {
+            Path::Scalar => attention.kernel(Kernel::Scalar),
+            Path::Tiled(level) => {
+                let a = attention.kernel(Kernel::Tiled).max_level(level);
+                assert_eq!(a.level(), level, "the tests run supported levels only");
+                a
+            }
+        }
+    }
+}
+
+/// The tiled kernel at every level this CPU supports, widest first.
+pub fn tiled() -> Vec<Path> {
+    Level::ALL.into_iter().filter(|l| l.supported()).map(Path::Tiled).collect()
+}
+
+/// The scalar path, then the tiled kernel at every level.
+pub fn paths() -> Vec<Path> {
+    std::iter::once(Path::Scalar).chain(tiled()).collect()
+}
 
 /// Checks a case: each kernel against the f64 reference, and every tiled
 /// kernel against the scalar path (twice the tolerance, by the triangle
 /// inequality).
 pub fn check(case: &Case) {
     let r = case.reference();
-    let (so, sl) = case.run(Kernel::Scalar);
+    let (so, sl) = case.run(Path::Scalar);
     r.assert_close(&so, &sl, 1.0, "scalar vs f64");
-    for kernel in TILED {
+    for kernel in tiled() {
         let (to, tl) = case.run(kernel);
         r.assert_close(&to, &tl, 1.0, &format!("{kernel:?} vs f64"));
         for (idx, ((&a, &b), &t)) in to.iter().zip(&so).zip(&r.tol).enumerate() {

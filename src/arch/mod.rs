@@ -1,0 +1,340 @@
+//! Instruction-set levels: which vector instructions the tiled kernel runs
+//! on, chosen at run time.
+//!
+//! The kernel is written once, generic over [`Simd`]: a zero-sized token
+//! whose existence proves that the CPU runs its level's instructions, and
+//! which makes that level's vectors ([`Vector`]). A value of a vector type
+//! can only come from its token, so kernel code that holds one is code that
+//! detection let through. The levels:
+//!
+//! | level | vector | where |
+//! |---|---|---|
+//! | [`Level::Avx512`] | 16 lanes, `__m512` | x86-64 with AVX-512 F/CD/BW/DQ/VL and the AVX2 level's features, detected at run time |
+//! | [`Level::Avx2`] | 8 lanes, `__m256` | x86-64 with AVX, AVX2, FMA and F16C, detected at run time |
+//! | [`Level::Sse2`] | 4 lanes, `wide::f32x4` | every x86-64 CPU |
+//! | [`Level::Neon`] | 4 lanes, `wide::f32x4` | every aarch64 CPU |
+//! | [`Level::Simd128`] | 4 lanes, `wide::f32x4` | wasm32 built with `simd128` |
+//! | [`Level::Generic`] | 1 lane, `f32` | every target |
+//!
+//! Detection (CPUID, and XGETBV for the operating system's saving of the
+//! wide registers) runs once and is cached; where the build's own target
+//! features already include a level's (`-C target-cpu=native`), that level
+//! needs no detection. The `#[target_feature]` functions and every
+//! `unsafe` block of the crate live in the `x86_64` submodule.
+
+mod portable;
+mod tuning;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use core::fmt;
+use core::ops::{Add, Div, Mul, Sub};
+use core::str::FromStr;
+
+pub(crate) use tuning::{Prefetch, Tuning, BLOCK_ROWS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, TILE_KEYS};
+
+/// An instruction-set level the tiled kernel can run on.
+///
+/// A call runs at the best level the CPU supports within the cap set by
+/// [`Attention::max_level`](crate::Attention::max_level) (no cap by
+/// default); [`Attention::level`](crate::Attention::level) says which. Levels
+/// are ordered by vector width (`lanes`), and a cap admits every level of
+/// its width or narrower, on any architecture: `Level::Avx2` as a cap on
+/// aarch64 admits `Neon`.
+///
+/// Results are deterministic within a level. Between levels they differ in
+/// the last bits (the lane count changes the order of sums, and the AVX
+/// levels and NEON fuse multiply-adds), always within the documented error
+/// bound. `Generic` uses no fused operations and no target-specific
+/// instructions: capped at `Generic`, every CPU computes the same bits.
+///
+/// ```
+/// use streamattn::{Attention, Level, Scorer};
+/// let attn = Attention::new(Scorer::dot());
+/// assert_eq!(attn.level(), Level::detected()); // the best this CPU has
+/// let same_bits_everywhere = attn.max_level(Level::Generic);
+/// assert_eq!(same_bits_everywhere.level(), Level::Generic);
+/// assert_eq!("avx2".parse::<Level>(), Ok(Level::Avx2));
+/// println!("attention kernels: {}", attn.level()); // for a runtime's log
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Level {
+    /// No SIMD: the tiled kernel on single `f32` lanes, without fused
+    /// multiply-adds. Every target.
+    Generic,
+    /// x86-64 SSE2: 4 lanes. Every x86-64 CPU.
+    Sse2,
+    /// aarch64 NEON: 4 lanes, fused multiply-adds. Every aarch64 CPU.
+    Neon,
+    /// wasm32 `simd128`: 4 lanes, when the build enables it.
+    Simd128,
+    /// x86-64 AVX2 with FMA and F16C (the `x86-64-v3` level): 8 lanes.
+    Avx2,
+    /// x86-64 AVX-512 F, CD, BW, DQ and VL with the AVX2 level's features
+    /// (the `x86-64-v4` level): 16 lanes.
+    Avx512,
+}
+
+impl Level {
+    /// Every level, widest first.
+    pub const ALL: [Level; 6] =
+        [Level::Avx512, Level::Avx2, Level::Sse2, Level::Neon, Level::Simd128, Level::Generic];
+
+    /// `f32` lanes per vector: 16, 8, 4 or 1.
+    #[must_use]
+    pub const fn lanes(self) -> usize {
+        match self {
+            Level::Avx512 => 16,
+            Level::Avx2 => 8,
+            Level::Sse2 | Level::Neon | Level::Simd128 => 4,
+            Level::Generic => 1,
+        }
+    }
+
+    /// The lower-case name (`"avx512"`, `"avx2"`, `"sse2"`, `"neon"`,
+    /// `"simd128"`, `"generic"`), which [`FromStr`] reads back.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Level::Avx512 => "avx512",
+            Level::Avx2 => "avx2",
+            Level::Sse2 => "sse2",
+            Level::Neon => "neon",
+            Level::Simd128 => "simd128",
+            Level::Generic => "generic",
+        }
+    }
+
+    /// Whether this CPU, with this build, runs the level. Detection runs at
+    /// the first call and is cached.
+    #[must_use]
+    pub fn supported(self) -> bool {
+        match self {
+            Level::Generic => true,
+            Level::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
+            Level::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+            Level::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => x86_64::Avx2::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => x86_64::Avx512::new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Level::Avx2 | Level::Avx512 => false,
+        }
+    }
+
+    /// The best level this CPU supports: what a call runs at without a cap.
+    #[must_use]
+    pub fn detected() -> Level {
+        Level::capped(Level::Avx512)
+    }
+
+    /// The best supported level of at most `cap.lanes()` lanes.
+    pub(crate) fn capped(cap: Level) -> Level {
+        Level::ALL.into_iter().find(|l| l.lanes() <= cap.lanes() && l.supported()).unwrap_or(Level::Generic)
+    }
+}
+
+impl fmt::Display for Level {
+    /// The name and the lane count, for logs: `avx512 (16 lanes)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lanes = self.lanes();
+        write!(f, "{} ({lanes} lane{})", self.name(), if lanes == 1 { "" } else { "s" })
+    }
+}
+
+/// The error of [`Level`]'s [`FromStr`]: the string names no level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownLevel;
+
+impl fmt::Display for UnknownLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a level: expected avx512, avx2, sse2, neon, simd128 or generic")
+    }
+}
+
+impl core::error::Error for UnknownLevel {}
+
+impl FromStr for Level {
+    type Err = UnknownLevel;
+
+    /// A level from its [`name`](Level::name), ignoring ASCII case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s)).ok_or(UnknownLevel)
+    }
+}
+
+/// A vector of `f32` lanes. Values come only from a [`Simd`] token.
+pub(crate) trait Vector:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
+    /// Writes the lanes to the start of `s` (panics if `s` is shorter).
+    fn store(self, s: &mut [f32]);
+    /// Writes the first `min(lanes, s.len())` lanes to `s`.
+    fn store_partial(self, s: &mut [f32]);
+    /// `self * a + b`, fused at the levels that fuse (module docs).
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Lane-wise maximum; which operand a NaN yields is unspecified.
+    fn max(self, other: Self) -> Self;
+    /// Lane-wise minimum; which operand a NaN yields is unspecified.
+    fn min(self, other: Self) -> Self;
+    /// The largest lane; whether a NaN lane wins is unspecified.
+    fn reduce_max(self) -> f32;
+    /// The sum of the lanes, in an order fixed per level.
+    fn reduce_add(self) -> f32;
+    /// `if self < other { t } else { f }` per lane (false for NaN).
+    fn lt_select(self, other: Self, t: Self, f: Self) -> Self;
+    /// Whether `self < other` in any lane.
+    fn any_lt(self, other: Self) -> bool;
+    /// Whether any lane is infinite or NaN.
+    fn any_nonfinite(self) -> bool;
+    /// `if self is NaN { self } else { f }` per lane.
+    fn nan_or(self, f: Self) -> Self;
+    /// `if self == other { t } else { f }` per lane.
+    fn eq_select(self, other: Self, t: Self, f: Self) -> Self;
+    /// Reinterprets the bits shifted left by 23 (builds `2^n` in [`exp`](crate::exp)).
+    fn shl23(self) -> Self;
+    fn sqrt(self) -> Self;
+    /// Lane-wise absolute value (clears the sign bit, NaN included).
+    fn abs(self) -> Self;
+    /// The magnitude of `self` with the sign bit of `sign`, as [`f32::copysign`].
+    fn copysign(self, sign: Self) -> Self;
+    /// For positive normal lanes `x = m · 2^e`: `(m, e)` with `1 ≤ m < 2`
+    /// and `e` an integer (as `f32`); other lanes give unspecified values.
+    fn frexp(self) -> (Self, Self);
+}
+
+/// A token proving that the CPU runs a level's instructions (module docs):
+/// it makes the level's vectors and runs code compiled for the level.
+pub(crate) trait Simd: Copy {
+    /// The vector of this level.
+    type V: Vector;
+    /// The level.
+    const LEVEL: Level;
+    /// Lanes of [`Self::V`].
+    const LANES: usize;
+    /// The tiled kernel's blocking at this level.
+    const TUNING: Tuning;
+    /// `x` in every lane.
+    fn splat(self, x: f32) -> Self::V;
+    /// The first `LANES` elements of `s` (panics if `s` is shorter).
+    fn load(self, s: &[f32]) -> Self::V;
+    /// The first `min(LANES, s.len())` elements of `s`, zeros after.
+    fn load_partial(self, s: &[f32]) -> Self::V;
+    /// Runs `f` in a function compiled with the level's target features, so
+    /// that the `#[inline(always)]` kernel code it calls is compiled for them.
+    fn vectorize<R>(self, f: impl FnOnce() -> R) -> R;
+}
+
+/// Work generic over the level: [`dispatch`] runs it with the token of the
+/// level chosen.
+pub(crate) trait Job {
+    type Output;
+    fn run<S: Simd>(self, s: S) -> Self::Output;
+}
+
+/// Runs `job` at the best supported level within `cap`.
+pub(crate) fn dispatch<J: Job>(cap: Level, job: J) -> J::Output {
+    let _ = cap; // targets with no vector level run `Generic` whatever the cap
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cap.lanes() >= 16 {
+            if let Some(s) = x86_64::Avx512::new() {
+                return job.run(s);
+            }
+        }
+        if cap.lanes() >= 8 {
+            if let Some(s) = x86_64::Avx2::new() {
+                return job.run(s);
+            }
+        }
+    }
+    // Only where the target has a 4-lane level: elsewhere `wide`'s 4-lane
+    // type is emulated, and its kernels would only take up space.
+    #[cfg(any(
+        all(target_arch = "x86_64", target_feature = "sse2"),
+        all(target_arch = "aarch64", target_feature = "neon"),
+        all(target_arch = "wasm32", target_feature = "simd128"),
+    ))]
+    if cap.lanes() >= 4 {
+        if let Some(s) = portable::Wide4::new() {
+            return job.run(s);
+        }
+    }
+    job.run(portable::Generic)
+}
+
+/// Asks for the cache lines of `x` in the second-level cache: a hint, which
+/// reads nothing the program sees and cannot fault. `prefetcht1` on x86-64;
+/// nothing elsewhere.
+#[inline(always)]
+pub(crate) fn prefetch_l2(x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    x86_64::prefetch_l2(x);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+/// Runs `job` at every level this CPU supports, each in code compiled for
+/// the level.
+#[cfg(test)]
+pub(crate) fn each_level<J: Job<Output = ()> + Copy>(job: J) {
+    struct Vectorized<J>(J);
+    impl<J: Job> Job for Vectorized<J> {
+        type Output = J::Output;
+        fn run<S: Simd>(self, s: S) -> J::Output {
+            s.vectorize(
+                #[inline(always)]
+                || self.0.run(s),
+            )
+        }
+    }
+    for l in Level::ALL.into_iter().filter(|l| l.supported()) {
+        dispatch(l, Vectorized(job));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn names_round_trip_and_caps_order_by_width() {
+        for l in Level::ALL {
+            assert_eq!(l.name().parse::<Level>(), Ok(l));
+            assert_eq!(l.name().to_uppercase().parse::<Level>(), Ok(l));
+            assert!(l.to_string().starts_with(l.name()));
+            let c = Level::capped(l);
+            assert!(c.supported() && c.lanes() <= l.lanes(), "{l:?} caps to {c:?}");
+        }
+        assert_eq!("avx-512".parse::<Level>(), Err(UnknownLevel));
+        assert_eq!(Level::capped(Level::Generic), Level::Generic);
+        assert!(Level::detected().supported());
+        assert_eq!(Level::Avx512.to_string(), "avx512 (16 lanes)");
+        assert_eq!(Level::Generic.to_string(), "generic (1 lane)");
+    }
+
+    /// Each supported level's token runs a job and reports its level.
+    #[test]
+    fn dispatch_runs_the_level_capped_to() {
+        struct Which;
+        impl Job for Which {
+            type Output = (Level, usize);
+            fn run<S: Simd>(self, s: S) -> (Level, usize) {
+                let mut out = [0.0f32; 16];
+                s.vectorize(
+                    #[inline(always)]
+                    || s.splat(2.0).mul_add(s.splat(3.0), s.splat(1.0)).store(&mut out),
+                );
+                assert!(out[..S::LANES].iter().all(|&x| x == 7.0));
+                (S::LEVEL, S::LANES)
+            }
+        }
+        for l in Level::ALL.into_iter().filter(|l| l.supported()) {
+            assert_eq!(dispatch(l, Which), (l, l.lanes()));
+        }
+    }
+}

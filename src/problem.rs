@@ -1,0 +1,84 @@
+//! The validated problem the kernels compute: views, scorer, mask, key
+//! length, bias and cached norms, checked against each other by
+//! [`Attention`](crate::Attention) before any kernel runs, so that every
+//! index a kernel computes is in bounds. Sub-problems (a task's heads, rows
+//! and keys) are cut here too.
+
+use crate::scorer::Kind;
+use crate::{Bias, HeadsRef, Level, Mask};
+use core::ops::Range;
+
+/// A validated call: every index the kernels compute is in bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Problem<'a> {
+    pub q: HeadsRef<'a>,
+    pub k: HeadsRef<'a>,
+    pub v: HeadsRef<'a>,
+    pub kind: Kind<'a>,
+    pub mask: Mask,
+    pub key_len: usize,
+    pub bias: Option<Bias<'a>>,
+    /// Cached `‖k_j‖²`, `n_kv_heads × n_kv × 1`.
+    pub norms: Option<HeadsRef<'a>>,
+    /// Query heads per key/value head.
+    pub group: usize,
+    /// The level the tiled kernel runs at (supported by the CPU).
+    pub level: Level,
+}
+
+impl Problem<'_> {
+    /// The keys some row of `rows` sees: the smallest range holding every
+    /// row's keys (empty if no row sees a key).
+    pub fn keys_seen(&self, rows: impl IntoIterator<Item = usize>) -> Range<usize> {
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        for i in rows {
+            let keys = self.mask.key_range(i, self.key_len);
+            if !keys.is_empty() {
+                (lo, hi) = (lo.min(keys.start), hi.max(keys.end));
+            }
+        }
+        if lo < hi {
+            lo..hi
+        } else {
+            0..0
+        }
+    }
+
+    /// The keys of the tile `t0..t0 + nt` that row `i` sees, in tile
+    /// coordinates (empty if none).
+    #[inline]
+    pub fn seen_in_tile(&self, i: usize, t0: usize, nt: usize) -> Range<usize> {
+        let keys = self.mask.key_range(i, self.key_len);
+        keys.start.max(t0).saturating_sub(t0)..keys.end.min(t0 + nt).saturating_sub(t0)
+    }
+}
+
+#[cfg(feature = "rayon")]
+impl<'a> Problem<'a> {
+    /// The sub-problem of query heads `heads` (which read one key/value
+    /// head), query rows `rows` and keys `keys` (clipped to the key length),
+    /// with `mask` in the sub-problem's coordinates (its row 0 is row
+    /// `rows.start`, its key 0 is key `keys.start`): views of the same
+    /// memory, the matching bias block and cached norms.
+    pub fn sub(
+        &self,
+        heads: Range<usize>,
+        rows: Range<usize>,
+        keys: Range<usize>,
+        mask: Mask,
+    ) -> Problem<'a> {
+        let hk = heads.start / self.group;
+        let key_len = self.key_len.min(keys.end).saturating_sub(keys.start);
+        Problem {
+            q: self.q.sub(heads.clone(), rows.clone()),
+            k: self.k.sub(hk..hk + 1, keys.clone()),
+            v: self.v.sub(hk..hk + 1, keys.clone()),
+            mask,
+            key_len,
+            bias: self.bias.map(|b| b.sub(heads.start, rows, keys.clone())),
+            norms: self.norms.map(|n| n.sub(hk..hk + 1, keys)),
+            group: heads.len(),
+            ..*self
+        }
+    }
+}
