@@ -5,7 +5,9 @@
 //! every vectorised kernel is tested against it. Per row: compute the logits
 //! of a tile of at most [`TILE`] keys into a stack array, fold the tile into
 //! the running maximum and sum ([`Running`]), accumulate `p_j v_j` straight
-//! into the output row, and divide by the sum at the end.
+//! into the output row, and divide by the sum at the end. Columns whose
+//! sum overflowed are computed again with scaled values
+//! ([`rescue_overflow`], which the tiled kernel uses too).
 
 use crate::problem::Problem;
 use crate::softmax::{weight, Running};
@@ -26,51 +28,102 @@ pub(crate) fn run(problem: &Problem<'_>, out: &mut [f32], out_layout: &Layout, m
 
 /// Head `h` of [`run`], with its `n_q` log-sum-exps in `lse`.
 fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, mut lse: Option<&mut [f32]>) {
-    let kind = problem.kind;
-    let q = problem.q.head(h);
-    let k = problem.k.head(h / problem.group);
-    let v = problem.v.head(h / problem.group);
-    let d_v = v.cols();
-    let mut s = [0.0f32; TILE];
-    for i in 0..q.rows() {
-        let qi = q.row(i);
-        let bias = problem.bias.map(|b| b.row(h, i));
+    let d_v = problem.v.cols();
+    for i in 0..problem.q.rows() {
         let o_start = out_layout.offset(h, i);
         let o = &mut out[o_start..o_start + d_v];
-        o.fill(0.0);
-        let mut run = Running::EMPTY;
-        let keys = problem.mask.key_range(i, problem.key_len);
-        for start in keys.clone().step_by(TILE) {
-            let n = TILE.min(keys.end - start);
-            let tile = &mut s[..n];
-            for (t, st) in tile.iter_mut().enumerate() {
-                *st = kind.logit(qi, k.row(start + t)) + bias.map_or(0.0, |b| b[start + t]);
-            }
-            let tile_max = tile.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let (alpha, shift) = run.advance(tile_max);
-            if alpha != 1.0 {
-                for x in o.iter_mut() {
-                    *x *= alpha;
-                }
-            }
-            for (t, &st) in tile.iter().enumerate() {
-                let p = weight(st, shift);
-                run.l += p;
-                for (x, &vj) in o.iter_mut().zip(v.row(start + t)) {
-                    *x += p * vj;
-                }
-            }
-        }
-        let (inv, row_lse) = run.finish();
-        if inv == 0.0 {
-            o.fill(0.0); // no key had weight: exactly 0, even if a weight-0 value was NaN
-        } else {
-            for x in o.iter_mut() {
-                *x *= inv;
-            }
-        }
+        let row_lse = row_cols(problem, h, i, 0, o, |_| 1.0);
+        rescue_overflow(problem, h, i, o);
         if let Some(l) = lse.as_deref_mut() {
-            l[i] = row_lse + kind.lse_shift(qi);
+            l[i] = row_lse;
+        }
+    }
+}
+
+/// Row `i` of head `h` into `o`: the row's output columns `c0..c0 +
+/// o.len()`, with every value of column `c` multiplied by `scale(c)` while
+/// it is accumulated and the result divided by it again (exact for powers
+/// of two); returns the row's log-sum-exp. `c0 = 0`, `o` the whole row and
+/// `scale = 1` is the plain algorithm.
+fn row_cols(
+    problem: &Problem<'_>,
+    h: usize,
+    i: usize,
+    c0: usize,
+    o: &mut [f32],
+    scale: impl Fn(usize) -> f32,
+) -> f32 {
+    let kind = problem.kind;
+    let qi = problem.q.head(h).row(i);
+    let k = problem.k.head(h / problem.group);
+    let v = problem.v.head(h / problem.group);
+    let bias = problem.bias.map(|b| b.row(h, i));
+    let mut s = [0.0f32; TILE];
+    o.fill(0.0);
+    let mut run = Running::EMPTY;
+    let keys = problem.mask.key_range(i, problem.key_len);
+    for start in keys.clone().step_by(TILE) {
+        let n = TILE.min(keys.end - start);
+        let tile = &mut s[..n];
+        for (t, st) in tile.iter_mut().enumerate() {
+            *st = kind.logit(qi, k.row(start + t)) + bias.map_or(0.0, |b| b[start + t]);
+        }
+        let tile_max = tile.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let (alpha, shift) = run.advance(tile_max);
+        if alpha != 1.0 {
+            for x in o.iter_mut() {
+                *x *= alpha;
+            }
+        }
+        for (t, &st) in tile.iter().enumerate() {
+            let p = weight(st, shift);
+            run.l += p;
+            for (c, (x, &vj)) in o.iter_mut().zip(&v.row(start + t)[c0..]).enumerate() {
+                *x += p * (vj * scale(c0 + c));
+            }
+        }
+    }
+    let (inv, row_lse) = run.finish();
+    if inv == 0.0 {
+        o.fill(0.0); // no key had weight: exactly 0, even if a weight-0 value was NaN
+    } else {
+        for (c, x) in o.iter_mut().enumerate() {
+            *x = *x * inv / scale(c0 + c);
+        }
+    }
+    row_lse + kind.lse_shift(qi)
+}
+
+/// Values are accumulated as `Σ_j p_j v_j` with weights `p_j ≤ 1` before
+/// the division by `Σ_j p_j`; that sum can overflow although the output, a
+/// convex combination of the values, cannot (four keys of equal weight with
+/// values `1e38`). If a column of row `i`'s output `o` is not finite, it is
+/// computed again with its values scaled by `2^-64` (exact, and then no sum
+/// of up to `2^64` values overflows); columns whose values are infinite or
+/// NaN come out as before. The finite columns are kept. Used by every
+/// kernel on its finished rows.
+pub(crate) fn rescue_overflow(problem: &Problem<'_>, h: usize, i: usize, o: &mut [f32]) {
+    const CHUNK: usize = 64;
+    const DOWN: f32 = 1.0 / 18_446_744_073_709_551_616.0; // 2^-64
+    if o.iter().all(|x| x.is_finite()) {
+        return;
+    }
+    // Column chunks with their flags on the stack: no allocation for any d_v.
+    let mut redo = [false; CHUNK];
+    for c0 in (0..o.len()).step_by(CHUNK) {
+        let n = CHUNK.min(o.len() - c0);
+        let mut any = false;
+        for (r, x) in redo.iter_mut().zip(&o[c0..c0 + n]) {
+            *r = !x.is_finite();
+            any |= *r;
+        }
+        if !any {
+            continue;
+        }
+        let keep: [f32; CHUNK] = core::array::from_fn(|t| if t < n { o[c0 + t] } else { 0.0 });
+        row_cols(problem, h, i, c0, &mut o[c0..c0 + n], |c| if redo[c - c0] { DOWN } else { 1.0 });
+        for t in (0..n).filter(|&t| !redo[t]) {
+            o[c0 + t] = keep[t];
         }
     }
 }

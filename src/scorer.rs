@@ -156,9 +156,11 @@ impl Kind<'_> {
             Kind::Dot { scale } => scale * dot(q, k),
             Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
-            // d = 0 gives +∞, also when p/2 underflows to 0 (0·(−∞) would be NaN).
+            // d = 0 gives +∞ and d² = ∞ gives −∞, also when p/2 underflows to
+            // 0 (0·(±∞) would be NaN).
             Kind::LogDist { eps: 0.0, p } => match libm::logf(clamp0(sq_dist(q, k))) {
                 f32::NEG_INFINITY => f32::INFINITY,
+                f32::INFINITY => f32::NEG_INFINITY,
                 y => -0.5 * p * y,
             },
             Kind::LogDist { eps, p } => {
@@ -205,6 +207,8 @@ pub(crate) fn pow_dist(d2: f32, p: f32) -> f32 {
     let d2 = clamp0(d2);
     if d2 == 0.0 {
         0.0 // 0^p = 0 for every p > 0, also when p/2 underflows to 0
+    } else if d2 == f32::INFINITY {
+        f32::INFINITY // ∞^p = ∞ for every p > 0 (powf gives 1 when p/2 underflows)
     } else if p == 2.0 {
         d2
     } else if p == 1.0 {

@@ -696,3 +696,52 @@ fn merge_is_associative_and_order_independent() {
         }
     }
 }
+
+/// `+∞` scores in several parts of a split: the result is the mean of the
+/// values of all the row's `+∞` keys, as the unsplit call gives it, not the
+/// mean of the parts' means. `NegLogDist` with `eps = 0` scores an exact
+/// match `+∞`: with `q = 0` and keys `[0, 1, 0, 0]` (values 3, 100, 6, 9),
+/// the row is `(3 + 6 + 9) / 3 = 6`, whichever keys the parts hold; the
+/// same with a `+∞` bias on keys of `Dot`, on rows of several heads, in
+/// every kernel.
+#[test]
+fn split_with_infinite_scores_in_several_parts() {
+    let cases = [
+        // (scorer, keys, values, bias, expected)
+        (Scorer::NegLogDist { eps: 0.0, p: 2.0 }, [0.0, 1.0, 0.0, 0.0], [3.0, 100.0, 6.0, 9.0], None, 6.0),
+        (
+            Scorer::dot(),
+            [0.5, 1.0, 0.25, 0.0],
+            [3.0, 100.0, 6.0, 9.0],
+            Some([f32::INFINITY, 0.0, f32::INFINITY, f32::INFINITY]),
+            6.0,
+        ),
+    ];
+    for (scorer, keys, values, bias, want) in cases {
+        // Two heads (one KV head): each row repeats the pattern, on a longer
+        // cache whose `+∞` keys fall in several parts of every split below.
+        let n_kv = 4 * 64;
+        let mut case = Case::random(9, 2, 1, 1, n_kv, 1, 1, scorer);
+        case.q = vec![0.0; 2];
+        case.k = (0..n_kv).map(|j| keys[j % 4]).collect();
+        case.v = (0..n_kv).map(|j| values[j % 4]).collect();
+        if let Some(b) = bias {
+            case.bias = Some((0..n_kv).map(|j| b[j % 4]).collect());
+            case.bias_shared = true;
+        }
+        for kernel in paths() {
+            let (whole, whole_lse) = case.run(kernel);
+            assert_eq!(whole, vec![want; 2], "{scorer:?} {kernel:?} unsplit");
+            for points in [&[1][..], &[2, 130], &[64, 128, 192], &[3, 5, 7, 9, 200]] {
+                let (out, lse) = par(&case, kernel, KvSplit::At(points));
+                for (o, w) in out.iter().zip(&whole) {
+                    assert!(
+                        (o - w).abs() <= 4.0 * f32::EPSILON * w.abs(),
+                        "{scorer:?} {kernel:?} {points:?}: {o} vs {w}"
+                    );
+                }
+                assert_eq!(lse, whole_lse, "{scorer:?} {kernel:?} {points:?}");
+            }
+        }
+    }
+}

@@ -18,6 +18,11 @@
 //!   is on a grid too (`n · 2^e`, `e ≥ −79`), so every product `w_c · tanh`
 //!   stays normal.
 //! - Bias entries are finite (`|b| ≤ 2^15`) or `−∞` (masking); never `+∞` or NaN.
+//! - Two exceptions, applied after those guards: values scaled up to about
+//!   `2^126` (sums of a few overflow f32; the output must not), and for
+//!   `NegLogDist` one key coordinate of `±2^66`, whose squared distance
+//!   overflows f32 in every kernel (the reference gives it weight 0, as
+//!   documented).
 //!
 //! Special structure the decoder can ask for: queries equal to keys (exact
 //! matches, which give `NegLogDist` with `eps = 0` an infinite logit),
@@ -186,7 +191,8 @@ fn scorer(u: &mut Unstructured) -> Result<Scorer<'static>> {
             let p = match u.int_in_range(0u8..=5)? {
                 0 | 1 => 2.0,
                 2 => 1.0,
-                3 => *u.choose(&[4.0, 0.5, 3.0, 1.5])?,
+                // Down to the smallest valid p, whose p/2 rounds to 0.
+                3 => *u.choose(&[4.0, 0.5, 3.0, 1.5, 1e-30, f32::from_bits(1)])?,
                 _ => u.int_in_range(1u16..=256)? as f32 / 64.0,
             };
             Scorer::NegLogDist { eps, p }
@@ -304,6 +310,10 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
     // Every discrete choice first (an exhausted input reads as zeros, which
     // must not always pick the same rare option), the bulk data last.
     let bias_mode = if one_in(u, 3)? { Some((u.ratio(1u8, 2u8)?, u.int_in_range(0u8..=5)?)) } else { None };
+    // Values near the top of the f32 range (their sums overflow f32), and for
+    // `NegLogDist` a key so far from every query that its squared distance
+    // overflows (weight 0); applied after the magnitude guards.
+    let (huge_values, far_key) = (one_in(u, 8)?, one_in(u, 6)?);
     let (fq, fk, fv) = (fill(u, -24, 12)?, fill(u, -24, 12)?, fill(u, -24, 10)?);
     let fb = fill(u, -8, 5)?;
     let mut edits = Vec::new();
@@ -404,6 +414,16 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         // |s| ≤ ‖w‖₁ < 2^11, whatever the data.
         Scorer::Additive { .. } => {}
         _ => return Ok(None),
+    }
+
+    if huge_values {
+        // max|v| ≤ 2^20 (guard above): ≤ 2^126 ≈ 8.5e37, exactly scaled.
+        v.iter_mut().for_each(|x| *x *= pow2(106));
+    }
+    if far_key && matches!(scorer, Scorer::NegLogDist { .. }) && n_kv > 0 {
+        // |k_c| = 2^66 against |q_c| ≤ 2^24: d² > 2^131 > 2·f32::MAX.
+        let at = rng.below(kv_heads * n_kv) * d + rng.below(d);
+        k[at] = if rng.below(2) == 0 { pow2(66) } else { -pow2(66) };
     }
 
     // Bias: finite grid values or −∞, per head or shared.

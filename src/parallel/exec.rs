@@ -123,13 +123,26 @@ pub(super) fn run_split(
     for (t, u) in units.iter().enumerate() {
         let n = u.heads.len() * u.rows.len();
         let (mut acc, mut acc_lse) = (vec![0.0f32; n * d_v], vec![f32::NEG_INFINITY; n]);
+        let mut infinite = vec![0usize; n];
         while let Some(Partial { out: o, lse: l, .. }) = partials.next_if(|x| x.unit == t) {
             for (r, &lr) in l.iter().enumerate() {
                 // Merging a part the row does not see (−∞) changes nothing.
                 if lr != f32::NEG_INFINITY {
                     merge_row(&mut acc[r * d_v..][..d_v], &mut acc_lse[r], &o[r * d_v..][..d_v], lr);
                 }
+                infinite[r] += usize::from(lr == f32::INFINITY);
             }
+        }
+        // A row with `+∞` scores in two or more parts: the merge can only
+        // average the parts' means, while the row's result is the mean over
+        // all its `+∞` keys. Such a row is computed again over all its keys.
+        for (r, _) in infinite.iter().enumerate().filter(|(_, &c)| c >= 2) {
+            let (h, i) = (u.heads.start + r / u.rows.len(), u.rows.start + r % u.rows.len());
+            let row = p.sub(h..h + 1, i..i + 1, 0..p.k.rows(), p.mask.rows_from(i));
+            let layout = Layout { heads: 1, rows: 1, cols: d_v, head_stride: d_v, row_stride: d_v };
+            let mut row_lse = [0.0f32];
+            kernel.compute(&row, &mut acc[r * d_v..][..d_v], &layout, Some(&mut row_lse));
+            acc_lse[r] = row_lse[0];
         }
         copy_in(out.data, &ol, u, &acc);
         if let Some(lse) = lse.as_deref_mut() {

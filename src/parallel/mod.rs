@@ -94,6 +94,13 @@ use std::vec::Vec;
 /// place. For given split points the result is deterministic: the same for
 /// any number of threads and any scheduling.
 ///
+/// `+∞` scores (an overflowing `Dot` product, `NegLogDist` with `eps = 0`
+/// and a query equal to keys, a `+∞` bias) give a part `L_k = +∞` and the
+/// mean of its `+∞` keys' values; two such parts cannot be merged by their
+/// sizes, which their results do not carry. A row with `+∞` scores in two or
+/// more parts is therefore computed again over all its keys, as the
+/// unsplit call computes it: the mean over all its `+∞` keys.
+///
 /// ```
 /// use streamattn::KvSplit;
 /// let split = KvSplit::At(&[8192, 16384, 24576]); // four parts of a 32k cache

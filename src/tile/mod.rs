@@ -167,6 +167,7 @@ fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layou
             *x *= inv;
         }
     }
+    crate::scalar::rescue_overflow(p, at.h, at.i, o);
     if let Some(l) = lse {
         l[at.h * p.q.rows() + at.i] = row_lse + p.kind.lse_shift(p.q.head(at.h).row(at.i));
     }

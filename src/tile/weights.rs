@@ -189,12 +189,14 @@ fn pow_dist<S: Simd>(simd: S, d2: S::V, p: f32) -> S::V {
     }
 }
 
-/// `ln d^p = (p/2)·ln d²`, with `ln 0^p = −∞` also when `p/2` underflows to 0
-/// (where the product would be `−∞ · 0 = NaN`).
+/// `ln d^p = (p/2)·ln d²`, with `ln 0^p = −∞` and `ln ∞^p = +∞` also when
+/// `p/2` underflows to 0 (where the product would be `±∞ · 0 = NaN`).
 #[inline(always)]
 fn half_p_ln<S: Simd>(simd: S, d2: S::V, p: f32) -> S::V {
+    let (zero, inf) = (simd.splat(0.0), simd.splat(f32::INFINITY));
     let y = ln(simd, d2) * simd.splat(0.5 * p);
-    d2.eq_select(simd.splat(0.0), simd.splat(f32::NEG_INFINITY), y)
+    let y = d2.eq_select(zero, simd.splat(f32::NEG_INFINITY), y);
+    d2.eq_select(inf, inf, y)
 }
 
 /// `ln(e^a + e^b)` for `a` not NaN, without overflow: `hi + ln(1 + e^{lo − hi})`.

@@ -284,3 +284,23 @@ fn a_million_keys_with_d_1() {
         check(&case);
     }
 }
+
+/// `NegLogDist` with `eps = 0` forms `d² = Σ (q_c − k_c)²` in f32, as the
+/// README documents: distances from about `1.1e-19` (where `d²` becomes
+/// subnormal) on are resolved, so keys at `2e-19` and `4e-19` from the query
+/// weigh `1/d²` (4 : 1); a distance below `2^-75 ≈ 2.6e-23` squares to 0
+/// and counts as an exact match (`+∞` score), so keys at `1e-23` and `3e-23`
+/// give the first key's value alone (the exact weights, 9 : 1, would give
+/// 1.1). In every kernel.
+#[test]
+fn neg_log_dist_eps_zero_distances_at_the_bottom_of_the_f32_range() {
+    let scorer = Scorer::NegLogDist { eps: 0.0, p: 2.0 };
+    for (keys, want, tol) in [([2e-19f32, 4e-19], 1.2f32, 1e-5f32), ([1e-23, 3e-23], 1.0, 0.0)] {
+        let mut case = Case::random(1, 1, 1, 1, 2, 1, 1, scorer);
+        (case.q, case.k, case.v) = (vec![0.0], keys.to_vec(), vec![1.0, 2.0]);
+        for kernel in kernels() {
+            let (out, _) = case.run(kernel);
+            assert!((out[0] - want).abs() <= tol, "keys {keys:?} {kernel:?}: {} vs {want}", out[0]);
+        }
+    }
+}

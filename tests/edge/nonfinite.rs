@@ -398,3 +398,57 @@ fn nonfinite_value_behind_minus_infinity_bias_is_multiplied_by_zero() {
         }
     }
 }
+
+/// `NegLogDist` with the smallest valid `p` (`p/2` rounds to 0) and a key
+/// whose squared distance overflows to `+∞`: the key's `d^p` is `+∞`, its
+/// weight 0 (`∞^p = ∞` for every `p > 0`, although `(p/2)·ln ∞` is
+/// `0 · ∞`), so the row is the other key's value exactly, with `eps = 0` and
+/// `eps > 0`, in every kernel. The other key, at distance 1, has
+/// `d^p = 1`: weight `1/(eps + 1)`, lse `−ln(1 + eps)`.
+#[test]
+fn neg_log_dist_tiny_p_and_overflowing_distance() {
+    let p = f32::from_bits(1);
+    for eps in [0.0f32, 1e-3, 0.5] {
+        let scorer = Scorer::NegLogDist { eps, p };
+        let mut case = Case::random(1, 1, 1, 1, 2, 1, 1, scorer);
+        (case.q, case.k, case.v) = (vec![0.0], vec![1.0, 3e19], vec![1.0, 2.0]);
+        for kernel in kernels() {
+            let (out, lse) = case.run(kernel);
+            assert_eq!(out[0], 1.0, "eps={eps} {kernel:?}");
+            let want = -(1.0f64 + eps as f64).ln();
+            assert!((lse[0] as f64 - want).abs() <= 1e-6, "eps={eps} {kernel:?}: lse {} vs {want}", lse[0]);
+        }
+    }
+}
+
+/// Values near `f32::MAX`: the output is a convex combination of the values,
+/// so it stays finite although `Σ p_j v_j` overflows (four keys of equal
+/// weight with `v = 1e38`; forty keys with values about `3e37`). Columns
+/// with small values in the same rows keep their accuracy, and the output
+/// is within the reference tolerance, for every scorer and kernel.
+#[test]
+fn values_near_the_top_of_the_f32_range_do_not_overflow() {
+    // Four equal keys, v = 1e38: exactly 1e38 up to rounding.
+    let mut case = Case::random(3, 1, 1, 1, 4, 1, 1, Scorer::dot());
+    (case.q, case.k, case.v) = (vec![0.0], vec![0.0; 4], vec![1e38; 4]);
+    for kernel in kernels() {
+        let (out, lse) = case.run(kernel);
+        assert!((out[0] / 1e38 - 1.0).abs() <= 4.0 * f32::EPSILON, "{kernel:?}: {}", out[0]);
+        assert!((lse[0] - 4f32.ln()).abs() <= 1e-6, "{kernel:?}");
+    }
+    // Forty keys, two columns: values about ±3e37 and about 1e-3; random
+    // queries and keys, every scorer, against the f64 reference.
+    for (s, scorer) in SCORERS.into_iter().enumerate() {
+        let mut case = Case::random(40 + s as u64, 2, 1, 3, 40, 4, 2, scorer);
+        for (j, v) in case.v.chunks_mut(2).enumerate() {
+            v[0] = (2.9e37 + 1e35 * j as f32) * if j % 7 == 3 { -1.0 } else { 1.0 };
+            v[1] *= 1e-3;
+        }
+        let r = case.reference();
+        for kernel in kernels() {
+            let (out, lse) = case.run(kernel);
+            assert!(out.iter().all(|x| x.is_finite()), "{scorer:?} {kernel:?}: {out:?}");
+            r.assert_close(&out, &lse, 1.0, &format!("{scorer:?} {kernel:?}"));
+        }
+    }
+}
