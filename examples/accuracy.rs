@@ -9,7 +9,10 @@
 //! `n_q ∈ {3, 12}`, masks none / bottom-right causal / sliding window of 41
 //! keys, and two input distributions: `q`, `k`, `v` uniform in [-1, 1); and
 //! keys in 8 tight clusters (centres uniform in [-1, 1), spread 0.01) with
-//! every query a key plus noise of 1e-3 (values uniform in [-1, 1)).
+//! every query a key plus noise of 1e-3 (values uniform in [-1, 1)). The
+//! rows marked "offset 1000" run the same sweep for the distance scorers with
+//! `±1000` (signs per coordinate) added to every query and key coordinate: a
+//! cluster at about 1000 times its spread from the origin.
 //!
 //! Per output element `(i, c)` of a row `i` that sees the keys `J_i`:
 //!
@@ -129,15 +132,18 @@ fn measure(p: &Case, r: &Reference, vmax: &[f64], kernel: Path, worst: &mut Wors
 
 fn main() {
     let scorers = [
-        ("Dot", Scorer::dot()),
-        ("Dot scale=0.3", Scorer::Dot { scale: Some(0.3) }),
-        ("NegSqDist", Scorer::neg_sq_dist()),
-        ("NegSqDist scale=2", Scorer::NegSqDist { scale: Some(2.0) }),
-        ("NegLogDist", Scorer::neg_log_dist()),
-        ("NegLogDist eps=0", Scorer::NegLogDist { eps: 0.0, p: 2.0 }),
-        ("NegLogDist eps=1e-2 p=1", Scorer::NegLogDist { eps: 1e-2, p: 1.0 }),
-        ("NegLogDist p=3.5", Scorer::NegLogDist { eps: 1e-3, p: 3.5 }),
-        ("Additive (w random)", common::ADDITIVE),
+        ("Dot", Scorer::dot(), 0.0),
+        ("Dot scale=0.3", Scorer::Dot { scale: Some(0.3) }, 0.0),
+        ("NegSqDist", Scorer::neg_sq_dist(), 0.0),
+        ("NegSqDist scale=2", Scorer::NegSqDist { scale: Some(2.0) }, 0.0),
+        ("NegSqDist, offset 1000", Scorer::neg_sq_dist(), 1000.0),
+        ("NegSqDist scale=2, offset 1000", Scorer::NegSqDist { scale: Some(2.0) }, 1000.0),
+        ("NegLogDist", Scorer::neg_log_dist(), 0.0),
+        ("NegLogDist eps=0", Scorer::NegLogDist { eps: 0.0, p: 2.0 }, 0.0),
+        ("NegLogDist eps=1e-2 p=1", Scorer::NegLogDist { eps: 1e-2, p: 1.0 }, 0.0),
+        ("NegLogDist p=3.5", Scorer::NegLogDist { eps: 1e-3, p: 3.5 }, 0.0),
+        ("NegLogDist, offset 1000", Scorer::neg_log_dist(), 1000.0),
+        ("Additive (w random)", common::ADDITIVE, 0.0),
     ];
     let kernels: Vec<(String, Path)> = common::paths()
         .into_iter()
@@ -149,7 +155,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut cases = 0;
     let mut seed = 0;
-    for (name, scorer) in scorers {
+    for (name, scorer, offset) in scorers {
         let mut worst: Vec<Worst> = kernels.iter().map(|_| Worst::default()).collect();
         for d in [1, 7, 64, 128, 300] {
             for n_kv in [1, 100, 5000] {
@@ -162,7 +168,15 @@ fn main() {
                     for (mask_name, mask) in masks {
                         for clustered in [false, true] {
                             seed += 1;
-                            let p = problem(seed, n_q, n_kv, d, clustered, scorer, mask);
+                            let mut p = problem(seed, n_q, n_kv, d, clustered, scorer, mask);
+                            if offset != 0.0 {
+                                let mut r = Rng::new(seed ^ 0x0ff5e7);
+                                let o: Vec<f32> =
+                                    (0..d).map(|_| if r.below(2) == 0 { offset } else { -offset }).collect();
+                                for (t, x) in p.q.iter_mut().chain(p.k.iter_mut()).enumerate() {
+                                    *x += o[t % d];
+                                }
+                            }
                             let r = p.reference();
                             let vmax = vmax(&p);
                             let label = format!(

@@ -155,9 +155,10 @@ impl<'b> Attention<'b> {
     /// Uses `norms[h][j] = ‖k[h][j]‖²`, computed by [`key_norms`](crate::key_norms)
     /// when the keys were stored, instead of computing the norms of the keys
     /// at each call. `norms` is `n_kv_heads × n_kv × 1`, like the keys (the
-    /// rows past the key length are not read). Only the distance scorers
-    /// (`NegSqDist`, `NegLogDist`) use key norms, and only the tiled kernel
-    /// reads them (the scalar path computes its own); they are checked
+    /// rows past the key length are not read). Only `NegLogDist` uses key
+    /// norms (`NegSqDist` measures keys from a centre among the queries and
+    /// computes `‖k − c‖²` itself), and only the tiled kernel reads them (the
+    /// scalar path computes its own distances); they are checked
     /// against the keys' shape at each call ([`Error::ShapeMismatch`] with
     /// `what = "key_norms"`), whatever the scorer.
     ///

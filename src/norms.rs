@@ -6,8 +6,9 @@ use crate::{Error, HeadsMut, HeadsRef};
 /// (units: squared units of the keys).
 ///
 /// `k` is `heads × n × d`; `norms` is a `heads × n × 1` view (one float per
-/// key, any head and row strides). The distance scorers (`NegSqDist`,
-/// `NegLogDist`) need `‖k_j‖²` for every key they score; a runtime that keeps
+/// key, any head and row strides). `NegLogDist` needs `‖k_j‖²` for every
+/// key it scores (`NegSqDist` measures keys from a centre among the queries
+/// instead, and does not read them); a runtime that keeps
 /// a KV cache can compute the norms of each new cache row once, when it is
 /// appended (call this on the views of the new rows only), keep them in a
 /// `heads × capacity` buffer, and hand them to every later call with

@@ -32,12 +32,20 @@ fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, m
     for i in 0..problem.q.rows() {
         let o_start = out_layout.offset(h, i);
         let o = &mut out[o_start..o_start + d_v];
-        let row_lse = row_cols(problem, h, i, 0, o, |_| 1.0);
-        rescue_overflow(problem, h, i, o);
+        let row_lse = row(problem, h, i, o);
         if let Some(l) = lse.as_deref_mut() {
             l[i] = row_lse;
         }
     }
+}
+
+/// Row `i` of head `h` into `o` (its `d_v` outputs); returns its
+/// log-sum-exp. The tiled kernel computes a row here when its own arithmetic
+/// cannot (a `NegSqDist` distance from the centre that is not finite).
+pub(crate) fn row(problem: &Problem<'_>, h: usize, i: usize, o: &mut [f32]) -> f32 {
+    let row_lse = row_cols(problem, h, i, 0, o, |_| 1.0);
+    rescue_overflow(problem, h, i, o);
+    row_lse
 }
 
 /// Row `i` of head `h` into `o`: the row's output columns `c0..c0 +
@@ -91,7 +99,7 @@ fn row_cols(
             *x = *x * inv / scale(c0 + c);
         }
     }
-    row_lse + kind.lse_shift(qi)
+    row_lse
 }
 
 /// Values are accumulated as `Σ_j p_j v_j` with weights `p_j ≤ 1` before

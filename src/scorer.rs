@@ -15,10 +15,14 @@ use crate::Error;
 /// (scores are dimensionless logits). A scale of `None` means the default
 /// `1/√d`.
 ///
-/// - `NegSqDist` scores with the norm trick `scale · (2 q·k − ‖k‖²)`: the
-///   dropped `−scale ‖q‖²` is the same for every key of a row and cancels in
-///   the softmax. The log-sum-exp the crate reports adds it back, so it is the
-///   log-sum-exp of the scores in the table.
+/// - `NegSqDist` keeps the matrix-product structure of `Dot` by expanding
+///   `‖q−k‖² = ‖a‖² + ‖b‖² − 2 a·b` with `a = q − c` and `b = k − c`, where the
+///   centre `c` is the coordinate-wise median of the block of query rows
+///   computed together (the rows of one pass; see the crate docs). Rounding
+///   errors then scale with the spread of the data around `c`, not with its
+///   distance from the origin, so data far from the origin scores as
+///   accurately as data near it. Scores are the full `−scale ‖q−k‖²` (at most
+///   0), and the log-sum-exp is that of the scores in the table.
 /// - `NegLogDist` computes the squared distance directly as `Σ (q_c − k_c)²`, so
 ///   a query that equals a key gets distance exactly 0 and weight `1/eps`: the
 ///   output is then close to that key's value (it is the value exactly when
@@ -149,12 +153,11 @@ pub(crate) enum Kind<'w> {
 }
 
 impl Kind<'_> {
-    /// The logit the kernels use for one pair, in plain scalar arithmetic.
-    /// `SqDist` omits the row constant `−scale ‖q‖²` (see [`Kind::lse_shift`]).
+    /// The score of one pair, in plain scalar arithmetic.
     pub(crate) fn logit(self, q: &[f32], k: &[f32]) -> f32 {
         match self {
             Kind::Dot { scale } => scale * dot(q, k),
-            Kind::SqDist { scale } => scale * (2.0 * dot(q, k) - dot(k, k)),
+            Kind::SqDist { scale } => -scale * sq_dist(q, k),
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
             // d = 0 gives +∞ and d² = ∞ gives −∞, also when p/2 underflows to
             // 0 (0·(±∞) would be NaN).
@@ -176,15 +179,6 @@ impl Kind<'_> {
                 }
             }
             Kind::Additive { w } => additive(w, q, k),
-        }
-    }
-
-    /// What to add to the kernel's log-sum-exp of row `q` to get the
-    /// log-sum-exp of the scores as defined: `−scale ‖q‖²` for `SqDist`.
-    pub(crate) fn lse_shift(self, q: &[f32]) -> f32 {
-        match self {
-            Kind::SqDist { scale } => -scale * dot(q, q),
-            Kind::Dot { .. } | Kind::LogDist { .. } | Kind::Additive { .. } => 0.0,
         }
     }
 }

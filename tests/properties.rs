@@ -76,6 +76,10 @@ struct Params {
     layout: Layout,
     /// Queries scaled by 4 (exactly): sharper softmax, larger logits.
     sharp: bool,
+    /// For the distance scorers, `2^offset` added to every query and key
+    /// coordinate (signs per coordinate from the seed): a cluster at up to
+    /// 1000 times its spread from the origin. 0: none.
+    offset: i32,
 }
 
 fn in_range(g: &mut Gen, lo: usize, hi: usize) -> usize {
@@ -96,6 +100,7 @@ impl Arbitrary for Params {
             scorer: *g.choose(&SCORERS).unwrap(),
             layout: *g.choose(&LAYOUTS).unwrap(),
             sharp: bool::arbitrary(g),
+            offset: *g.choose(&[0, 0, 1, 4, 7, 10]).unwrap(),
         }
     }
 
@@ -133,6 +138,9 @@ impl Arbitrary for Params {
         if p.sharp {
             push(&|q| q.sharp = false);
         }
+        if p.offset != 0 {
+            push(&|q| q.offset = 0);
+        }
         Box::new(out.into_iter())
     }
 }
@@ -153,6 +161,16 @@ impl Params {
         .with_layout(self.layout);
         if self.sharp {
             c.q.iter_mut().for_each(|x| *x *= 4.0);
+        }
+        if self.offset != 0 && matches!(self.scorer, Scorer::NegSqDist { .. } | Scorer::NegLogDist { .. }) {
+            let mut r = self.rng(0x0ff5e7);
+            let o: Vec<f32> = (0..self.d)
+                .map(|_| if r.below(2) == 0 { 1.0 } else { -1.0 } * (self.offset as f32).exp2())
+                .collect();
+            let d = self.d;
+            for (t, x) in c.q.iter_mut().chain(c.k.iter_mut()).enumerate() {
+                *x += o[t % d];
+            }
         }
         c
     }

@@ -9,7 +9,9 @@
 //!   distances never underflow, and a query equal to a key gives distance
 //!   exactly 0 in every kernel and in the reference.
 //! - Magnitudes stay where every f32 intermediate is finite and normal:
-//!   `Dot`/`NegSqDist` logits below `LOGIT_LIMIT` in magnitude (so the
+//!   `Dot` logits, and `NegSqDist` logits and the error bound's
+//!   `scale · (‖q − c‖ + ‖k − c‖)²` for any centre `c` among the queries, below
+//!   `LOGIT_LIMIT` in magnitude (so the
 //!   tolerance `e^{2δ} − 1` stays finite), `NegLogDist` powered distances
 //!   `d^p` in `[2^-100, 2^100]` (the tiled kernel's exponential flushes below
 //!   `e^-87.3` and overflows above `e^88.7`; the reference does neither).
@@ -24,7 +26,10 @@
 //!   overflows f32 in every kernel (the reference gives it weight 0, as
 //!   documented).
 //!
-//! Special structure the decoder can ask for: queries equal to keys (exact
+//! Special structure the decoder can ask for: for the distance scorers, a
+//! cluster far from the origin (one offset, up to `2^10` times the data's
+//! grid range, added to every query and key; sums that do not fit f32 round,
+//! and the reference takes the rounded inputs as they are); queries equal to keys (exact
 //! matches, which give `NegLogDist` with `eps = 0` an infinite logit),
 //! repeated keys, near-matches one grid step apart, zero rows, constant
 //! tensors, sparse tensors, rows scaled up or down, fully `−∞` bias rows.
@@ -314,6 +319,7 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
     // `NegLogDist` a key so far from every query that its squared distance
     // overflows (weight 0); applied after the magnitude guards.
     let (huge_values, far_key) = (one_in(u, 8)?, one_in(u, 6)?);
+    let offset = if one_in(u, 4)? { Some(u.int_in_range(0i32..=10)?) } else { None };
     let (fq, fk, fv) = (fill(u, -24, 12)?, fill(u, -24, 12)?, fill(u, -24, 10)?);
     let fb = fill(u, -8, 5)?;
     let mut edits = Vec::new();
@@ -383,6 +389,16 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         }
     }
 
+    // A cluster far from the origin: the same offset for every query and
+    // key, `|o_c| ≤ 1023 · 2^(e + shift)` above the coarser grid `e`.
+    if let (Some(shift), Scorer::NegSqDist { .. } | Scorer::NegLogDist { .. }) = (offset, scorer) {
+        let g = pow2(fq.e.max(fk.e) + shift);
+        let o: Vec<f32> = (0..d).map(|_| (rng.below(2047) as i32 - 1023) as f32 * g).collect();
+        for (t, x) in q.iter_mut().chain(k.iter_mut()).enumerate() {
+            *x += o[t % d];
+        }
+    }
+
     // Magnitude guards (module docs).
     let (mq, mk, mv) = (max_abs(&q), max_abs(&k), max_abs(&v));
     if mq > 2f64.powi(24) || mk > 2f64.powi(24) || mv > 2f64.powi(20) || e_min < -24 {
@@ -397,7 +413,18 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
             }
         }
         Scorer::NegSqDist { scale } => {
-            if scale_of(scale) * df * (2.0 * mq * mk + mk * mk + mq * mq) > LOGIT_LIMIT {
+            // Every |q_c − k_c|, |q_c − c_c| and |k_c − c_c| is at most the
+            // widest coordinate range w over queries and keys together.
+            let w = (0..d)
+                .map(|c| {
+                    let col = q.iter().skip(c).step_by(d).chain(k.iter().skip(c).step_by(d));
+                    let (lo, hi) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                        (lo.min(x as f64), hi.max(x as f64))
+                    });
+                    if lo <= hi { hi - lo } else { 0.0 }
+                })
+                .fold(0.0f64, f64::max);
+            if scale_of(scale) * df * 4.0 * w * w > LOGIT_LIMIT {
                 return Ok(None);
             }
         }

@@ -29,9 +29,11 @@
 // Register blocks are indexed arrays: index loops are the clearest form.
 #![allow(clippy::needless_range_loop)]
 
+use super::centre::{self, centred, DECODE_COLS};
 use super::{finish_row, needs_norms, start_row, update, At, Dest, Rows, Scores, TK};
 use crate::arch::{prefetch_l2, Prefetch, Simd, Vector, DECODE_ROWS, KEYS_AHEAD};
 use crate::problem::Problem;
+use crate::scorer::sq_dist;
 use crate::softmax::Running;
 use crate::view::Layout;
 use core::ops::Range;
@@ -57,7 +59,8 @@ pub(crate) fn rows<S: Simd>(
     by_count!(1 2 3 4 5 6 7 8);
 }
 
-/// `R` rows: a tile of scores, then its weights and values.
+/// `R` rows: their states, and for `NegSqDist` their centre (centre.rs,
+/// at most [`DECODE_COLS`] columns) and offset rows; then [`stream`].
 #[inline(always)]
 fn pass<S: Simd, const R: usize>(
     simd: S,
@@ -65,19 +68,63 @@ fn pass<S: Simd, const R: usize>(
     at: [At; R],
     out: &mut [f32],
     ol: &Layout,
-    mut lse: Option<&mut [f32]>,
+    lse: Option<&mut [f32]>,
 ) {
-    let hk = at[0].h / p.group;
-    let (k, v) = (p.k.head(hk), p.v.head(hk));
     let mut run = [Running::EMPTY; R];
     let mut q_norm = [0.0f32; R];
     for r in 0..R {
         (run[r], q_norm[r]) = start_row(p, at[r], out, ol);
     }
-
     let q = at.map(|a| p.q.head(a.h).row(a.i));
+    let mut state = State { run, q_norm };
+    if centred(p.kind) && R == 1 {
+        // One row is its own centre: offset row 0, `‖q − c‖² = 0`, and the
+        // pass measures `‖k − q‖²` directly. No scratch to fill.
+        let zero: [&[f32]; R] = [&centre::ZEROS[..p.q.cols()]; R];
+        stream::<S, R>(simd, p, at, zero, Some(q[0]), state, out, ol, lse);
+    } else if centred(p.kind) {
+        let d = p.q.cols();
+        let mut c = [0.0f32; DECODE_COLS];
+        let mut qc = [[0.0f32; DECODE_COLS]; R];
+        centre::centre(|r| q[r], R, 0, &mut c[..d]);
+        for r in 0..R {
+            centre::offset(q[r], &c[..d], &mut qc[r]);
+            state.q_norm[r] = sq_dist(q[r], &c[..d]);
+        }
+        let qc = core::array::from_fn(|r| &qc[r][..d]);
+        stream::<S, R>(simd, p, at, qc, Some(&c[..d]), state, out, ol, lse);
+    } else {
+        stream::<S, R>(simd, p, at, q, None, state, out, ol, lse);
+    }
+}
+
+/// The streaming state of a pass's rows.
+struct State<const R: usize> {
+    run: [Running; R],
+    q_norm: [f32; R],
+}
+
+/// The pass over the keys: rows `q` (offset by `centre` for `NegSqDist`),
+/// each tile of scores, then its weights and values.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn stream<S: Simd, const R: usize>(
+    simd: S,
+    p: &Problem<'_>,
+    at: [At; R],
+    q: [&[f32]; R],
+    centre: Option<&[f32]>,
+    state: State<R>,
+    out: &mut [f32],
+    ol: &Layout,
+    mut lse: Option<&mut [f32]>,
+) {
+    let State { mut run, q_norm } = state;
+    let hk = at[0].h / p.group;
+    let (k, v) = (p.k.head(hk), p.v.head(hk));
     let cached = p.norms.map(|n| n.head(hk));
-    let norms = needs_norms(p.kind) && cached.is_none();
+    // `NegSqDist` needs `‖k − c‖²`, which no cache holds.
+    let norms = needs_norms(p.kind) && (cached.is_none() || centre.is_some());
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
     for t0 in p.keys_seen(at.iter().map(|a| a.i)).step_by(TK) {
@@ -105,9 +152,8 @@ fn pass<S: Simd, const R: usize>(
                 prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
             }
         };
-        dots::<S, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, ahead);
+        dots::<S, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, centre, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
-        super::key_terms(p.kind, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
         // the registers allow, next to one vector of values per output vector.
         let rows = Rows { at, seen, run: &mut run[..], q_norm: &q_norm };
@@ -127,8 +173,9 @@ fn pass<S: Simd, const R: usize>(
 
 /// Dot products of the `R` rows with the keys `range` (tile coordinates)
 /// into `s[r][j]`, and with `norms` the keys' squared norms into `kn[j]`:
-/// blocks of [`key_block`] keys, then one at a time. Calls `ahead(j)` before
-/// reading key `j`.
+/// blocks of [`key_block`] keys, then one at a time. With a `centre`, the
+/// keys are offset by it first (`q` is then offset too, and `norms` is
+/// set). Calls `ahead(j)` before reading key `j`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dots<'k, S: Simd, const R: usize>(
@@ -139,18 +186,20 @@ fn dots<'k, S: Simd, const R: usize>(
     s: &mut [[f32; TK]; R],
     kn: &mut [f32; TK],
     norms: bool,
+    centre: Option<&[f32]>,
     ahead: impl Fn(usize),
 ) {
     let mut j = range.start;
+    let c = centre.unwrap_or(&[]);
     macro_rules! blocks {
-        ($kb:literal, $n:literal) => {
+        ($kb:literal, $n:literal, $c:literal) => {
             while range.end - j >= $kb {
                 let mut k: [&[f32]; $kb] = [&[]; $kb];
                 for b in 0..$kb {
                     ahead(j + b);
                     k[b] = keys(j + b);
                 }
-                let (dots, k_norms) = block::<S, R, $kb, $n>(simd, q, k);
+                let (dots, k_norms) = block::<S, R, $kb, $n, $c>(simd, q, k, c);
                 for b in 0..$kb {
                     for r in 0..R {
                         s[r][j + b] = dots[r][b];
@@ -162,29 +211,31 @@ fn dots<'k, S: Simd, const R: usize>(
         };
     }
     macro_rules! all {
-        ($n:literal) => {{
+        ($n:literal, $c:literal) => {{
             match S::TUNING.decode[R].key_block {
-                4 => blocks!(4, $n),
-                2 => blocks!(2, $n),
+                4 => blocks!(4, $n, $c),
+                2 => blocks!(2, $n, $c),
                 _ => {}
             }
-            blocks!(1, $n);
+            blocks!(1, $n, $c);
         }};
     }
-    if norms {
-        all!(true);
-    } else {
-        all!(false);
+    match (norms, centre.is_some()) {
+        (_, true) => all!(true, true),
+        (true, false) => all!(true, false),
+        (false, false) => all!(false, false),
     }
 }
 
 /// `q_r · k_b` for every row and key of the block, and `‖k_b‖²` if `N`: each
-/// key vector is loaded once, each query vector once per block.
+/// key vector is loaded once, each query vector once per block. If `C`, the
+/// keys are `k_b − centre`.
 #[inline(always)]
-fn block<S: Simd, const R: usize, const KB: usize, const N: bool>(
+fn block<S: Simd, const R: usize, const KB: usize, const N: bool, const C: bool>(
     simd: S,
     q: &[&[f32]; R],
     k: [&[f32]; KB],
+    centre: &[f32],
 ) -> ([[f32; KB]; R], [f32; KB]) {
     let l = S::LANES;
     let d = k[0].len();
@@ -195,8 +246,12 @@ fn block<S: Simd, const R: usize, const KB: usize, const N: bool>(
     // reliably here (measured: 2× slower).
     let mut c = 0;
     while c + l <= d {
+        let cv = if C { simd.load(&centre[c..c + l]) } else { simd.splat(0.0) };
         for b in 0..KB {
             kv[b] = simd.load(&k[b][c..c + l]);
+            if C {
+                kv[b] = kv[b] - cv;
+            }
         }
         step::<S::V, R, KB, N>(
             &mut acc,
@@ -208,8 +263,12 @@ fn block<S: Simd, const R: usize, const KB: usize, const N: bool>(
         c += l;
     }
     if c < d {
+        let cv = if C { simd.load_partial(&centre[c..]) } else { simd.splat(0.0) };
         for b in 0..KB {
             kv[b] = simd.load_partial(&k[b][c..]);
+            if C {
+                kv[b] = kv[b] - cv;
+            }
         }
         step::<S::V, R, KB, N>(
             &mut acc,

@@ -3,11 +3,14 @@
 //! ```text
 //! for each block of up to QB query rows:
 //!     zero the block's output rows; m = −∞, l = 0 per row
+//!     NegSqDist: the block's centre c, ‖q − c‖² per row               centre.rs
 //!     for each tile of TK keys that some row of the block sees:
 //!         pack the tile's keys transposed (kt[c][j]) and their norms     pack.rs
-//!             (norms copied instead when the call has cached ones)
+//!             (NegSqDist: k − c and ‖k − c‖²; NegLogDist: norms copied
+//!             instead when the call has cached ones)
 //!         for each micro-block of MR rows that sees the tile:
 //!             s = q · kt            register block MR × NR vectors      score.rs
+//!                 (NegSqDist: (q − c) · kt)
 //!             p = weights(s), update m, l, get α per row                 weights.rs
 //!             out = α·out + p · v   register block MR × NC vectors      pv.rs
 //!     out /= l, lse = m + ln l
@@ -32,12 +35,15 @@
 //! Scratch is on the stack and bounded, whatever the shape: the packed tile
 //! (the level's `packed` floats from the tuning table: 64 KiB with SIMD,
 //! 16 KiB without), one micro-block of scores (`MR × TK` floats, at most
-//! 3 KiB; 4 KiB for a decode pass), and `QB` row states and norms (6 KiB);
-//! about 75 KiB in all. Tiles are `TK = 128` keys wide for heads of up to
+//! 3 KiB; 4 KiB for a decode pass), `QB` row states and norms (6 KiB), and
+//! for `NegSqDist` a centre, a micro-block of offset query rows and the
+//! median's scratch (9 KiB; a decode pass 9 KiB at 8 rows); about 85 KiB in
+//! all. Tiles are `TK = 128` keys wide for heads of up to
 //! `packed / 128` columns (128 with SIMD) and 64 keys up to twice that; a wider head is packed in column
 //! chunks, and then a block is a single micro-block (its scores accumulate
 //! over the chunks).
 
+mod centre;
 mod decode;
 mod pack;
 mod pv;
@@ -50,6 +56,7 @@ use crate::scorer::{dot, sq_dist, Kind};
 use crate::softmax::Running;
 use crate::view::Layout;
 use crate::MatRef;
+use centre::centred;
 use core::ops::Range;
 use pv::Out;
 use weights::Row;
@@ -58,6 +65,18 @@ use weights::Row;
 pub(crate) const TK: usize = TILE_KEYS;
 /// Query rows per block: each packed tile serves this many rows.
 pub(crate) const QB: usize = BLOCK_ROWS;
+/// The widest column chunk of a packed tile (tiles of `TK / 2` keys).
+const CHUNK_MAX: usize = PACKED_MAX / (TK / 2);
+/// The most rows of any level's prefill register block.
+const MR_MAX: usize = 6;
+
+/// `NegSqDist`'s scratch in the prefill loop (centre.rs): the block's centre
+/// (all columns, or for heads wider than a packed tile the chunk being
+/// scored) and a micro-block of query rows offset by it.
+struct Centring {
+    c: [f32; CHUNK_MAX],
+    qc: [[f32; CHUNK_MAX]; MR_MAX],
+}
 
 /// A call of the tiled kernel, run at a level by [`crate::arch::dispatch`]:
 /// every head of `problem` into `out` (laid out by `layout`) and, if given,
@@ -102,7 +121,9 @@ fn run<S: Simd>(
     }
     // Additive scores cost `h` tangents per pair whatever the path: the
     // prefill loop, with keys as the SIMD dimension, serves decode too.
-    if g * n_q <= DECODE_ROWS && !matches!(problem.kind, Kind::Additive { .. }) {
+    // A decode pass holds a centre of up to `centre::DECODE_COLS` columns.
+    let centred_too_wide = centred(problem.kind) && problem.q.cols() > centre::DECODE_COLS;
+    if g * n_q <= DECODE_ROWS && !matches!(problem.kind, Kind::Additive { .. }) && !centred_too_wide {
         for hk in 0..n_heads / g {
             let mut rows = [At { h: 0, i: 0 }; DECODE_ROWS];
             let mut n = 0;
@@ -115,11 +136,18 @@ fn run<S: Simd>(
             decode::rows(simd, problem, &rows[..n], out, out_layout, lse.as_deref_mut());
         }
     } else {
+        // Zeroed once per call, and only for the scorer that uses it.
+        let mut centring = if centred(problem.kind) {
+            Some(Centring { c: [0.0; CHUNK_MAX], qc: [[0.0; CHUNK_MAX]; MR_MAX] })
+        } else {
+            None
+        };
         for h in 0..n_heads {
             let lse = lse.as_deref_mut();
+            let centring = centring.as_mut();
             simd.vectorize(
                 #[inline(always)]
-                || head_at(simd, problem, h, out, out_layout, lse),
+                || head_at(simd, problem, h, out, out_layout, lse, centring),
             );
         }
     }
@@ -134,17 +162,18 @@ fn head_at<S: Simd>(
     out: &mut [f32],
     ol: &Layout,
     lse: Option<&mut [f32]>,
+    centring: Option<&mut Centring>,
 ) {
     let t = S::TUNING;
     match (t.rows, t.key_vectors, t.out_vectors) {
-        (4, 4, 4) => head::<S, 4, 4, 4>(simd, p, h, out, ol, lse),
-        (6, 2, 2) => head::<S, 6, 2, 2>(simd, p, h, out, ol, lse),
+        (4, 4, 4) => head::<S, 4, 4, 4>(simd, p, h, out, ol, lse, centring),
+        (6, 2, 2) => head::<S, 6, 2, 2>(simd, p, h, out, ol, lse, centring),
         _ => unreachable!("arch::tuning checks that every level's block is one of these"),
     }
 }
 
 /// Zeroes the output row of `at` and returns its initial state and `‖q‖²`
-/// (0 unless the scorer needs it).
+/// (`NegLogDist`; else 0).
 fn start_row(p: &Problem<'_>, at: At, out: &mut [f32], ol: &Layout) -> (Running, f32) {
     let o = ol.offset(at.h, at.i);
     out[o..o + p.v.cols()].fill(0.0);
@@ -160,6 +189,15 @@ fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layou
     let (inv, row_lse) = if linear { run.finish_linear() } else { run.finish() };
     let o = ol.offset(at.h, at.i);
     let o = &mut out[o..o + p.v.cols()];
+    if centred(p.kind) && run.l.is_nan() {
+        // A distance from the centre was not finite (weights::weights): the
+        // scalar path measures the row's distances directly.
+        let row_lse = crate::scalar::row(p, at.h, at.i, o);
+        if let Some(l) = lse {
+            l[at.h * p.q.rows() + at.i] = row_lse;
+        }
+        return;
+    }
     if inv == 0.0 {
         o.fill(0.0); // no key had weight: exactly 0
     } else {
@@ -169,7 +207,7 @@ fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layou
     }
     crate::scalar::rescue_overflow(p, at.h, at.i, o);
     if let Some(l) = lse {
-        l[at.h * p.q.rows() + at.i] = row_lse + p.kind.lse_shift(p.q.head(at.h).row(at.i));
+        l[at.h * p.q.rows() + at.i] = row_lse;
     }
 }
 
@@ -184,6 +222,7 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
     out: &mut [f32],
     out_layout: &Layout,
     mut lse: Option<&mut [f32]>,
+    mut centring: Option<&mut Centring>,
 ) {
     let kind = problem.kind;
     let q = problem.q.head(h);
@@ -192,6 +231,7 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
     let (n_q, d) = (q.rows(), q.cols());
     // Tile width and widest column chunk packed at once.
     const { assert!(S::TUNING.packed <= PACKED_MAX) };
+    const { assert!(MR <= MR_MAX) };
     let packed = S::TUNING.packed;
     let tk = if d <= packed / TK { TK } else { TK / 2 };
     let dc_max = packed / tk;
@@ -209,13 +249,17 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
         for i in rows.clone() {
             (run[i - b0], q_norm[i - b0]) = start_row(problem, At { h, i }, out, out_layout);
         }
+        if let Some(cb) = centring.as_deref_mut() {
+            block_centre(q, rows.clone(), dc_max, &mut cb.c, &mut q_norm[..rows.len()]);
+        }
         for t0 in problem.keys_seen(rows.clone()).step_by(tk) {
             let nt = tk.min(problem.key_len - t0);
             if rows.clone().all(|i| problem.seen_in_tile(i, t0, nt).is_empty()) {
                 continue;
             }
             if d <= dc_max {
-                KeyTile { kind, k, norms, t0, nt, tk }.pack(0, d, kt, &mut kn);
+                let centre = centring.as_deref().map(|cb| &cb.c[..d]);
+                KeyTile { kind, k, norms, t0, nt, tk }.pack(0, d, kt, &mut kn, centre);
             }
             let mut m0 = rows.start;
             while m0 < rows.end {
@@ -230,6 +274,8 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
                     kn: &mut kn,
                     run: &mut run[m0 - b0..m0 - b0 + r],
                     q_norm: &q_norm[m0 - b0..m0 - b0 + r],
+                    block: rows.clone(),
+                    centring: centring.as_deref_mut(),
                 };
                 if r == MR {
                     let at = core::array::from_fn(|t| At { h, i: m0 + t });
@@ -243,6 +289,22 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
         }
         for i in rows.clone() {
             finish_row(problem, At { h, i }, run[i - b0], out, out_layout, lse.as_deref_mut());
+        }
+    }
+}
+
+/// `NegSqDist`: the centre of the query rows `rows` of `q` into `c` (all
+/// `d` columns if `d ≤ dc_max`; else, for wide heads, a chunk at a time,
+/// recomputed as the tiles are scored) and `q_norm[r] = ‖q_r − c‖²`.
+fn block_centre(q: MatRef<'_>, rows: Range<usize>, dc_max: usize, c: &mut [f32], q_norm: &mut [f32]) {
+    let (n, d) = (rows.len(), q.cols());
+    let row = |r: usize| q.row(rows.start + r);
+    q_norm.fill(0.0);
+    for c0 in (0..d).step_by(dc_max) {
+        let dc = dc_max.min(d - c0);
+        centre::centre(row, n, c0, &mut c[..dc]);
+        for (r, x) in q_norm.iter_mut().enumerate() {
+            *x += sq_dist(&row(r)[c0..c0 + dc], &c[..dc]);
         }
     }
 }
@@ -261,18 +323,17 @@ struct KeyTile<'k> {
 }
 
 impl KeyTile<'_> {
-    /// Packs columns `c0..c0 + dc` of the keys into `kt` and, after the last
-    /// chunk, leaves in `kn` the term the scorer adds: `−‖k‖²` for
-    /// `NegSqDist`, `‖k‖²` for `NegLogDist`, from the cached norms if given
-    /// (else computed while packing).
-    fn pack(&self, c0: usize, dc: usize, kt: &mut [f32], kn: &mut [f32; TK]) {
+    /// Packs columns `c0..c0 + dc` of the keys into `kt`, offset by
+    /// `centre` (those columns of it) if given, and after the last chunk
+    /// leaves in `kn` the squared norms of what was packed: `‖k − c‖²` for
+    /// `NegSqDist`, `‖k‖²` for `NegLogDist` (from the cached norms if given).
+    fn pack(&self, c0: usize, dc: usize, kt: &mut [f32], kn: &mut [f32; TK], centre: Option<&[f32]>) {
         let KeyTile { kind, k, norms, t0, nt, tk } = *self;
         let last = c0 + dc == k.cols();
-        let compute = needs_norms(kind) && norms.is_none();
-        pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn));
+        let compute = needs_norms(kind) && (norms.is_none() || centred(kind));
+        pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn), centre);
         if last {
             cached_norms(kind, norms, t0, &mut kn[..nt]);
-            key_terms(kind, &mut kn[..nt]);
         }
     }
 }
@@ -283,21 +344,12 @@ fn needs_norms(kind: Kind<'_>) -> bool {
 }
 
 /// Copies the cached norms of keys `t0..t0 + kn.len()` into `kn`, if the
-/// scorer needs them and the call has them.
+/// scorer uses `‖k‖²` (`NegLogDist`; `NegSqDist` measures from a centre)
+/// and the call has them.
 fn cached_norms(kind: Kind<'_>, norms: Option<MatRef<'_>>, t0: usize, kn: &mut [f32]) {
-    if let (Some(n), true) = (norms, needs_norms(kind)) {
+    if let (Some(n), Kind::LogDist { .. }) = (norms, kind) {
         for (j, x) in kn.iter_mut().enumerate() {
             *x = n.row(t0 + j)[0];
-        }
-    }
-}
-
-/// Turns `‖k‖²` into the term the scorer adds to `2·q·k` before scaling
-/// (`NegSqDist`: `−‖k‖²`); `NegLogDist` uses `‖k‖²` as it is.
-fn key_terms(kind: Kind<'_>, kn: &mut [f32]) {
-    if let Kind::SqDist { .. } = kind {
-        for x in kn.iter_mut() {
-            *x = -*x;
         }
     }
 }
@@ -316,6 +368,9 @@ struct Tile<'t, 'p> {
     /// States and norms of the micro-block's rows.
     run: &'t mut [Running],
     q_norm: &'t [f32],
+    /// The rows of the block, and for `NegSqDist` its scratch.
+    block: Range<usize>,
+    centring: Option<&'t mut Centring>,
 }
 
 /// One micro-block of `R` rows of one head against the packed tile.
@@ -337,15 +392,36 @@ fn micro<S: Simd, const R: usize, const NR: usize, const NC: usize>(
     let h = at[0].h;
     let k = p.k.head(h / p.group);
     let d = p.q.cols();
-    let qrows = at.map(|a| p.q.head(h).row(a.i));
+    let qh = p.q.head(h);
+    let qrows = at.map(|a| qh.row(a.i));
     if d <= dc_max {
-        scores::<S, R, NR>(simd, p.kind, qrows, &tile.kt[..], 0, tk, d, s);
+        let q = if let Some(cb) = tile.centring.as_deref_mut() {
+            for (r, q) in qrows.iter().enumerate() {
+                centre::offset(q, &cb.c[..d], &mut cb.qc[r]);
+            }
+            core::array::from_fn(|r| &cb.qc[r][..d])
+        } else {
+            qrows
+        };
+        scores::<S, R, NR>(simd, p.kind, q, &tile.kt[..], 0, tk, d, s);
     } else {
         for c0 in (0..d).step_by(dc_max) {
             let dc = dc_max.min(d - c0);
             let norms = p.norms.map(|n| n.head(h / p.group));
-            KeyTile { kind: p.kind, k, norms, t0, nt, tk }.pack(c0, dc, &mut tile.kt[..], tile.kn);
-            scores::<S, R, NR>(simd, p.kind, qrows.map(|r| &r[c0..]), &tile.kt[..], c0, tk, dc, s);
+            let key_tile = KeyTile { kind: p.kind, k, norms, t0, nt, tk };
+            let q = if let Some(cb) = tile.centring.as_deref_mut() {
+                let b = tile.block.clone();
+                centre::centre(|r| qh.row(b.start + r), b.len(), c0, &mut cb.c[..dc]);
+                key_tile.pack(c0, dc, &mut tile.kt[..], tile.kn, Some(&cb.c[..dc]));
+                for (r, q) in qrows.iter().enumerate() {
+                    centre::offset(&q[c0..], &cb.c[..dc], &mut cb.qc[r]);
+                }
+                core::array::from_fn(|r| &cb.qc[r][..dc])
+            } else {
+                key_tile.pack(c0, dc, &mut tile.kt[..], tile.kn, None);
+                qrows.map(|r| &r[c0..])
+            };
+            scores::<S, R, NR>(simd, p.kind, q, &tile.kt[..], c0, tk, dc, s);
         }
     }
     let rows = Rows { at, seen, run: &mut *tile.run, q_norm: tile.q_norm };
@@ -381,12 +457,13 @@ pub(crate) struct Rows<'b, const R: usize> {
     /// The keys of the tile each row sees (tile coordinates).
     pub seen: [Range<usize>; R],
     pub run: &'b mut [Running],
-    /// `‖q‖²` of each row, where the scorer uses it.
+    /// `‖q‖²` of each row (`NegLogDist`), or `‖q − c‖²` (`NegSqDist`).
     pub q_norm: &'b [f32],
 }
 
 /// A tile's scores: `s[r]` holds the dot products `q·k_j` of the rows with
-/// keys `t0..`, and `kn` the key terms.
+/// keys `t0..` (offset by the centre for `NegSqDist`), and `kn` the keys'
+/// squared norms (the same).
 pub(crate) struct Scores<'s, const R: usize> {
     pub t0: usize,
     pub s: &'s mut [[f32; TK]; R],

@@ -5,8 +5,13 @@
 //! `v_j`, and folds the tile into the row's [`Running`] state. First the
 //! scorer's value of each key:
 //!
-//! - `Dot`: the logit `scale · x_j`; `Additive`: `x_j` is the logit; `NegSqDist`: `scale · (2 x_j − ‖k_j‖²)`
-//!   (the norm trick; `−scale ‖q‖²` is left out, it cancels);
+//! - `Dot`: the logit `scale · x_j`; `Additive`: `x_j` is the logit;
+//! - `NegSqDist`: `x_j = a·b_j` with `a = q − c`, `b_j = k_j − c` for the
+//!   block's centre `c` (centre.rs), and the logit is `−scale · d²` with
+//!   `d² = ‖a‖² + ‖b_j‖² − 2 x_j`, clamped at 0. A `d²` that is not finite
+//!   (a row or key whose distance from the centre overflows, NaN input)
+//!   becomes NaN, so that the row is computed again on the scalar path,
+//!   which measures `‖q − k_j‖²` directly;
 //! - `NegLogDist`: the squared distance `‖q‖² + ‖k_j‖² − 2 x_j`, clamped at 0,
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
 //!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
@@ -41,7 +46,7 @@ pub(crate) struct Row<'a> {
     /// Visible keys of the tile, in tile coordinates.
     pub lo: usize,
     pub hi: usize,
-    /// `‖q‖²` (used by `NegLogDist`).
+    /// `‖q‖²` (`NegLogDist`) or `‖q − c‖²` (`NegSqDist`).
     pub q_norm: f32,
     /// Bias entries of the tile's keys (at least `hi` of them).
     pub bias: Option<&'a [f32]>,
@@ -59,8 +64,8 @@ pub(crate) fn linear(kind: Kind<'_>, bias: bool) -> bool {
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
 /// `run` and returns the factor `α` by which the row's accumulator must be
-/// rescaled. `kn` holds the tile's key terms: `−‖k_j‖²` for `NegSqDist`,
-/// `‖k_j‖²` for `NegLogDist`. `exact_sq_dist(j)` computes `‖q − k_j‖²` directly.
+/// rescaled. `kn` holds the tile's squared key norms: `‖k_j − c‖²` for
+/// `NegSqDist`, `‖k_j‖²` for `NegLogDist`. `exact_sq_dist(j)` computes `‖q − k_j‖²` directly.
 #[inline(always)]
 pub(crate) fn weights<S: Simd>(
     simd: S,
@@ -85,7 +90,13 @@ pub(crate) fn weights<S: Simd>(
         let mut value = match kind {
             Kind::Dot { scale } => x * simd.splat(scale),
             Kind::Additive { .. } => x,
-            Kind::SqDist { scale } => x.mul_add(simd.splat(2.0), simd.load(&kn[j..])) * simd.splat(scale),
+            Kind::SqDist { scale } => {
+                let d2 = x.mul_add(simd.splat(-2.0), simd.splat(row.q_norm) + simd.load(&kn[j..]));
+                // `d2 · 0 + d2` is d2 where d2 is finite, NaN where it is ±∞ or NaN.
+                let zero = simd.splat(0.0);
+                let d2 = d2.mul_add(zero, d2);
+                d2.lt_select(zero, zero, d2) * simd.splat(-scale)
+            }
             Kind::LogDist { eps, p } => {
                 let d2 = sq_dist(simd, x, simd.load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
                 if linear {

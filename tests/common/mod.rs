@@ -14,8 +14,18 @@
 //!    `(i, j)` (up to a constant of the row, which cancels in the softmax):
 //!    - `Dot`: `γ(d+2) · scale · Σ_c |q_c k_c|` (d products and sums, the
 //!      rounding of `1/√d`, the final multiply);
-//!    - `NegSqDist` (norm trick `scale·(2q·k − ‖k‖²)`):
-//!      `γ(d+3) · scale · (2 Σ_c |q_c k_c| + ‖k‖²)`;
+//!    - `NegSqDist`: the tiled kernel forms `‖a‖² + ‖b‖² − 2a·b` with
+//!      `a = fl(q − c)`, `b = fl(k − c)` for a centre `c` (the coordinate-wise
+//!      median of some of the query rows sharing the key/value head). Each
+//!      rounded difference errs by `u` relative, each of the three d-term
+//!      sums by `γ(d+2)` relative to its own terms (`Σ|a_c b_c| ≤ ‖a‖‖b‖`), and
+//!      adding them, the final multiply-add and the scale add `3u` relative:
+//!      `γ(d+5) · scale · (‖a‖ + ‖b‖)²`. The test does not know `c`, only that
+//!      each `c_c` lies between the smallest and largest `q_c` of the rows of
+//!      the key/value head's query heads (`lo_c`, `hi_c`), so it bounds
+//!      `|a_c| ≤ max(q_c − lo_c, hi_c − q_c)` and
+//!      `|b_c| ≤ max(|k_c − lo_c|, |k_c − hi_c|)`. The scalar path's
+//!      `−scale Σ(q_c − k_c)²` errs by `γ(d+3) · scale · ‖q − k‖²`, less.
 //!    - `NegLogDist`: the scalar path's `Σ(q_c − k_c)²` has relative error
 //!      `γ(d+2)` (every term is non-negative). The tiled kernel uses the norm
 //!      trick `‖q‖² + ‖k‖² − 2q·k`, whose absolute error is at most
@@ -55,8 +65,7 @@
 //! Output tolerance:
 //! `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + n_i·2⁻¹²⁵·(V_c + |O_c|) + 1e-35`
 //! (the last term absorbs subnormal underflow of products). Log-sum-exp
-//! tolerance: `Δ_i + E_exp + γ(2n_i + 3) + u·|lse|`, plus for `NegSqDist` the
-//! rounding of the added-back `scale ‖q‖²`, `γ(d+2)·scale·‖q‖²`.
+//! tolerance: `Δ_i + E_exp + γ(2n_i + 3) + u·|lse|`.
 //! When the reference's row maximum is `+∞` the weights are exactly 0 or 1
 //! and only the accumulation term remains.
 //!
@@ -292,6 +301,7 @@ impl Case {
         let (mut s, mut e, mut kl) = (Vec::new(), Vec::new(), Vec::new());
         for h in 0..self.heads {
             let hk = h / self.group();
+            let qbox = self.query_box(hk);
             for i in 0..self.n_q {
                 let row = h * self.n_q + i;
                 let q = self.qrow(h, i);
@@ -303,7 +313,7 @@ impl Case {
                 kl.clear();
                 for j in keys.clone() {
                     let k = self.krow(hk, j);
-                    let (sij, eij, kij) = pair(self.scorer, q, k, d);
+                    let (sij, eij, kij) = pair(self.scorer, q, k, d, &qbox);
                     let b = self.bias_at(h, i, j) as f64;
                     s.push(sij + b);
                     e.push(eij + U * (kij + b).abs());
@@ -312,13 +322,6 @@ impl Case {
                 let n = s.len();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let acc = 2.0 * gamma(2 * n + 3);
-                let sq_shift = match self.scorer {
-                    Scorer::NegSqDist { scale } => {
-                        let sc = scale.map_or(1.0 / (d as f64).sqrt(), |x| x as f64);
-                        gamma(d + 2) * sc * q.iter().map(|&x| (x as f64).powi(2)).sum::<f64>()
-                    }
-                    _ => 0.0,
-                };
                 if m == f64::NEG_INFINITY {
                     r.lse[row] = f64::NEG_INFINITY;
                     continue; // out stays 0, tolerance 0: fully masked rows are exact
@@ -354,22 +357,41 @@ impl Case {
                 }
                 let lse = m + l.ln();
                 r.lse[row] = lse;
-                r.lse_tol[row] = delta + E_EXP + gamma(2 * n + 3) + U * lse.abs() + sq_shift;
+                r.lse_tol[row] = delta + E_EXP + gamma(2 * n + 3) + U * lse.abs();
             }
         }
         r
     }
 }
 
+impl Case {
+    /// The coordinate-wise smallest and largest query entries over the rows
+    /// of the query heads that read key/value head `hk` (finite entries only).
+    pub fn query_box(&self, hk: usize) -> (Vec<f64>, Vec<f64>) {
+        let g = self.group();
+        let (mut lo, mut hi) = (vec![f64::INFINITY; self.d], vec![f64::NEG_INFINITY; self.d]);
+        for h in hk * g..(hk + 1) * g {
+            for i in 0..self.n_q {
+                for (c, &x) in self.qrow(h, i).iter().enumerate() {
+                    if x.is_finite() {
+                        lo[c] = lo[c].min(x as f64);
+                        hi[c] = hi[c].max(x as f64);
+                    }
+                }
+            }
+        }
+        (lo, hi)
+    }
+}
+
 /// Score as defined (f64), the bound on the f32 logit's error, and the
-/// magnitude of the logit the kernel computes.
-fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize) -> (f64, f64, f64) {
+/// magnitude of the logit the kernel computes. `qbox` is [`Case::query_box`].
+fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize, qbox: &(Vec<f64>, Vec<f64>)) -> (f64, f64, f64) {
     if let Scorer::Additive { w } = scorer {
         return additive_pair(w, q, k);
     }
     let qk: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
     let qk_abs: f64 = q.iter().zip(k).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
-    let kk: f64 = k.iter().map(|&b| b as f64 * b as f64).sum();
     let d2: f64 = q.iter().zip(k).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
     let default_scale = 1.0 / (d as f64).sqrt();
     match scorer {
@@ -379,8 +401,14 @@ fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize) -> (f64, f64, f64) {
         }
         Scorer::NegSqDist { scale } => {
             let sc = scale.map_or(default_scale, |x| x as f64);
-            let bound = sc * (2.0 * qk_abs + kk);
-            (-sc * d2, gamma(d + 3) * bound, bound)
+            let (mut a2, mut b2) = (0.0f64, 0.0f64);
+            for c in 0..d {
+                let (lo, hi, x, y) = (qbox.0[c], qbox.1[c], q[c] as f64, k[c] as f64);
+                a2 += (x - lo).max(hi - x).powi(2);
+                b2 += (y - lo).abs().max((y - hi).abs()).powi(2);
+            }
+            let bound = sc * (a2.sqrt() + b2.sqrt()).powi(2);
+            (-sc * d2, gamma(d + 5) * bound, sc * d2)
         }
         // A squared distance above 2·f32::MAX overflows the f32 sum in every
         // kernel: the key gets weight 0, as documented. (Between f32::MAX

@@ -9,18 +9,17 @@ use streamattn::{Mask, Scorer};
 ///
 /// - **query** `q_ic = ±∞`: `Dot` scores are ±∞ by the sign of `q_ic k_jc`,
 ///   as in the f64 reference: the row is the mean of the values of the keys
-///   with `+∞` score and its lse `+∞`. `NegSqDist` (norm trick
-///   `scale·(2q·k − ‖k‖²)`) gives the same output as `Dot` and a NaN lse
-///   (`+∞` plus the shift `−scale‖q‖² = −∞`), whereas its definition
-///   `−scale‖q−k‖² = −∞` for every key would give an empty row (0, `−∞`).
-///   `NegLogDist`: scalar path as the reference, every distance `+∞`, so every
+///   with `+∞` score and its lse `+∞`. `NegSqDist` as the reference: every
+///   score `−scale‖q−k‖² = −∞`, an empty row (0, `−∞`) in every kernel (the
+///   tiled kernel's distance from the centre is not finite, and the scalar
+///   path computes the row). `NegLogDist`: scalar path as the reference,
+///   every distance `+∞`, so every
 ///   weight 0: output 0, lse `−∞` (the tiled kernels: see
-///   [`neg_log_dist_infinite_distances_weigh_zero_in_every_kernel`]).
+///   [`infinite_distances_weigh_zero_in_every_kernel`]).
 /// - **key** `k_jc = ±∞`: `Dot` as the reference (row = `v_j` with lse `+∞`
-///   when `q_ic k_jc > 0`, key ignored when `< 0`). `NegSqDist`: NaN row
-///   (`2·scale·∞ − scale·∞`) when `q_ic k_jc ≥ 0`, key ignored (as the
-///   reference) when `< 0`. `NegLogDist`: scalar path ignores the key, as the
-///   reference.
+///   when `q_ic k_jc > 0`, key ignored when `< 0`). `NegSqDist` ignores the
+///   key in every kernel, as the reference. `NegLogDist`: scalar path ignores
+///   the key, as the reference.
 /// - `Additive`, infinite query or key entry: `tanh(±∞ + x) = ±1` exactly, the
 ///   scores stay finite and every kernel matches the reference.
 /// - **value** `v_jc = ±∞`: column `c` is ±∞ in the rows that see key `j`
@@ -48,12 +47,6 @@ fn infinities_in_queries_keys_and_values() {
                 let mut case = base.clone();
                 case.q[2 * d + 1] = sign * INF;
                 let r = case.reference();
-                let mut as_dot = case.clone();
-                as_dot.scorer = match scorer {
-                    Scorer::NegSqDist { scale } => Scorer::Dot { scale },
-                    s => s,
-                };
-                let r_dot = as_dot.reference();
                 for kernel in kernels() {
                     let (out, lse) = case.run(kernel);
                     let what = format!("{name} {kernel:?} q=±∞");
@@ -66,11 +59,8 @@ fn infinities_in_queries_keys_and_values() {
                             assert_row(&r, dv, &out, &lse, 2, &what);
                         }
                         Scorer::NegSqDist { .. } => {
-                            for c in 0..dv {
-                                let idx = 2 * dv + c;
-                                assert!(close(out[idx], r_dot.out[idx], r_dot.tol[idx]), "{what}: col {c}");
-                            }
-                            assert!(lse[2].is_nan(), "{what}: lse {}", lse[2]);
+                            assert_eq!(&out[2 * dv..][..dv], &[0.0; 3], "{what}");
+                            assert_eq!(lse[2], f32::NEG_INFINITY, "{what}");
                         }
                         // tanh(±∞ + k) = ±1 exactly: finite scores, as the reference.
                         Scorer::Additive { .. } => assert_row(&r, dv, &out, &lse, 2, &what),
@@ -102,7 +92,6 @@ fn infinities_in_queries_keys_and_values() {
                         assert_row(&clean_k, dv, &out, &lse, i, &what);
                     }
                     for i in 3..n_q {
-                        let aligned = case.q[i * d + 1] * sign >= 0.0;
                         match scorer {
                             Scorer::Dot { .. } => {
                                 assert_row(&r, dv, &out, &lse, i, &what);
@@ -114,9 +103,9 @@ fn infinities_in_queries_keys_and_values() {
                                     );
                                 }
                             }
-                            Scorer::NegSqDist { .. } if aligned => assert_nan_row(dv, &out, &lse, i, &what),
-                            Scorer::NegSqDist { .. } => assert_row(&r, dv, &out, &lse, i, &what),
-                            Scorer::Additive { .. } => assert_row(&r, dv, &out, &lse, i, &what),
+                            Scorer::NegSqDist { .. } | Scorer::Additive { .. } => {
+                                assert_row(&r, dv, &out, &lse, i, &what);
+                            }
                             _ if kernel == Path::Scalar => assert_row(&r, dv, &out, &lse, i, &what),
                             _ => {}
                         }
@@ -296,16 +285,17 @@ fn overflowing_dot_products() {
     }
 }
 
-/// Inputs of 2e19 with `NegLogDist`: `‖q − k‖²` (over 1e38 per term) overflows
+/// Inputs of 2e19 with `NegSqDist` and `NegLogDist`: `‖q − k‖²` (over 1e38 per term) overflows
 /// f32, so every weight `1/(eps + ∞)` is 0, every score `−∞`: every kernel
 /// returns what a row that sees no key returns, output 0 and lse `−∞`, the
 /// reference of the case with the distances at their f32 value `+∞` (the
 /// f64 reference of the actual case is finite). The products `q_c k_c` are
 /// finite here; for larger inputs see
-/// [`neg_log_dist_infinite_distances_weigh_zero_in_every_kernel`].
+/// [`infinite_distances_weigh_zero_in_every_kernel`].
 #[test]
 fn overflowing_distances_weigh_zero() {
     for scorer in [
+        Scorer::neg_sq_dist(),
         Scorer::neg_log_dist(),
         Scorer::NegLogDist { eps: 0.0, p: 2.0 },
         Scorer::NegLogDist { eps: 1.0, p: 1.0 },
@@ -325,15 +315,17 @@ fn overflowing_distances_weigh_zero() {
     }
 }
 
-/// `NegLogDist` with `±∞` in a query or a key: the distance is `+∞` (in the
-/// f64 reference and in every kernel: the tiled kernel recomputes distances
-/// directly wherever the norm trick would meet `∞ − ∞`), so the weight is 0:
-/// a key at infinite distance is ignored, a row whose every distance is
-/// infinite is empty. (Finite inputs whose squared distances overflow f32 are
-/// `overflowing_distances_weigh_zero`.)
+/// `NegLogDist` and `NegSqDist` with `±∞` in a query or a key: the distance
+/// is `+∞` (in the f64 reference and in every kernel: the tiled kernel
+/// computes the distance directly wherever its expansion would meet
+/// `∞ − ∞`), so the weight is 0: a key at infinite distance is ignored, a
+/// row whose every distance is infinite is empty. (Finite inputs whose
+/// squared distances overflow f32 are `overflowing_distances_weigh_zero`.)
 #[test]
-fn neg_log_dist_infinite_distances_weigh_zero_in_every_kernel() {
+fn infinite_distances_weigh_zero_in_every_kernel() {
     for scorer in [
+        Scorer::neg_sq_dist(),
+        Scorer::NegSqDist { scale: Some(4.0) },
         Scorer::neg_log_dist(),
         Scorer::NegLogDist { eps: 0.0, p: 2.0 },
         Scorer::NegLogDist { eps: 1e-3, p: 3.5 },
@@ -449,6 +441,42 @@ fn values_near_the_top_of_the_f32_range_do_not_overflow() {
             let (out, lse) = case.run(kernel);
             assert!(out.iter().all(|x| x.is_finite()), "{scorer:?} {kernel:?}: {out:?}");
             r.assert_close(&out, &lse, 1.0, &format!("{scorer:?} {kernel:?}"));
+        }
+    }
+}
+
+/// `NegSqDist` with finite inputs far from the origin: every kernel gives
+/// the reference's result, never NaN. A key whose squared distance from the
+/// query overflows f32 gets weight 0 (its score is `−∞` in f32; the exact
+/// weight `e^{−scale·4.5e38}` is 0 too), so the row is the value of the
+/// key the query equals, with lse 0:
+///
+/// - `q = (1.5e19, 1.5e19)`, keys `q` and `(0, 0)` (`d² = 4.5e38`);
+/// - the same with `d = 128` at `2e18` (`d² = 5.1e38`);
+/// - `scale = 1e33`, `|q| ≈ 1e3`, twenty keys within `1e-3` of `q`: finite
+///   scores down to about `−1e27`, against the f64 reference.
+#[test]
+fn neg_sq_dist_far_from_the_origin_is_never_nan() {
+    for (d, x) in [(2, 1.5e19f32), (128, 2e18)] {
+        let mut case = Case::random(5, 1, 1, 1, 2, d, 1, Scorer::NegSqDist { scale: Some(1.0) });
+        case.q = vec![x; d];
+        case.k = [vec![x; d], vec![0.0; d]].concat();
+        case.v = vec![1.0, 2.0];
+        for kernel in kernels() {
+            assert_eq!(case.run(kernel), (vec![1.0], vec![0.0]), "d={d} {kernel:?}");
+        }
+    }
+    let (d, n_kv) = (4, 20);
+    for n_q in [1, 3, 12] {
+        let mut case = Case::random(6, 1, 1, n_q, n_kv, d, 2, Scorer::NegSqDist { scale: Some(1e33) });
+        let mut rng = Rng::new(7);
+        case.q = (0..n_q * d).map(|_| 1e3 + 1e-3 * rng.sym()).collect();
+        case.k = (0..n_kv * d).map(|_| 1e3 + 1e-3 * rng.sym()).collect();
+        let r = case.reference();
+        for kernel in kernels() {
+            let (out, lse) = case.run(kernel);
+            assert!(lse.iter().all(|l| l.is_finite() && *l < -1e20), "n_q={n_q} {kernel:?}: {lse:?}");
+            r.assert_close(&out, &lse, 1.0, &format!("n_q={n_q} {kernel:?}"));
         }
     }
 }

@@ -302,10 +302,13 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     }
     let scale_eff = |s: Option<f32>| s.map_or(1.0 / (d as f64).sqrt(), |x| x as f64);
     let (pos_inf_logit, convex_params) = match scorer {
-        Scorer::Dot { scale } | Scorer::NegSqDist { scale } => {
+        Scorer::Dot { scale } => {
             let s = scale_eff(scale);
             (s > 2f64.powi(40), s <= 2f64.powi(40))
         }
+        // Documented: scores `−scale · d²` are never positive; with a huge
+        // scale every one may overflow to `−∞` (an empty row, not convex).
+        Scorer::NegSqDist { scale } => (false, scale_eff(scale) <= 2f64.powi(40)),
         Scorer::NegLogDist { eps, p } => (eps == 0.0, p <= 4.0 && (eps as f64) <= 2f64.powi(100)),
         // Documented: scores in [−‖w‖₁, ‖w‖₁], never infinite.
         Scorer::Additive { .. } => (false, true),
