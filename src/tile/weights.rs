@@ -80,9 +80,6 @@ pub(crate) fn weights<S: Simd>(
     let (v0, v1) = (row.lo / l * l, row.hi.div_ceil(l) * l);
     let linear = linear(kind, row.bias.is_some());
     let masked = if linear { 0.0 } else { f32::NEG_INFINITY };
-    let bias = |j: usize| {
-        row.bias.map(|b| if j + l <= row.hi { simd.load(&b[j..]) } else { simd.load_partial(&b[j..row.hi]) })
-    };
 
     let mut max = simd.splat(masked);
     for j in (v0..v1).step_by(l) {
@@ -106,7 +103,7 @@ pub(crate) fn weights<S: Simd>(
                 }
             }
         };
-        if let Some(b) = bias(j) {
+        if let Some(b) = bias(simd, row, j) {
             value = value + b;
         }
         max = max.max(value);
@@ -154,6 +151,16 @@ pub(crate) fn weights<S: Simd>(
     }
     run.l += sum.reduce_add();
     alpha
+}
+
+/// The bias entries of keys `j..j + LANES` (those before `row.hi`), if the
+/// row has a bias. A function, not a closure: a closure may be compiled out
+/// of line, without the level's target features.
+#[inline(always)]
+fn bias<S: Simd>(simd: S, row: &Row<'_>, j: usize) -> Option<S::V> {
+    let l = S::LANES;
+    let b = row.bias?;
+    Some(if j + l <= row.hi { simd.load(&b[j..]) } else { simd.load_partial(&b[j..row.hi]) })
 }
 
 /// `‖q − k_j‖²` for the lanes of keys `j..j + LANES` from `x = q·k` and
