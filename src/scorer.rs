@@ -17,8 +17,8 @@ use crate::Error;
 ///
 /// - `NegSqDist` keeps the matrix-product structure of `Dot` by expanding
 ///   `‖q−k‖² = ‖a‖² + ‖b‖² − 2 a·b` with `a = q − c` and `b = k − c`, where the
-///   centre `c` is the coordinate-wise median of the block of query rows
-///   computed together (the rows of one pass; see the crate docs). Rounding
+///   centre `c` lies among the query rows computed together (per coordinate
+///   the median of three of them, or 0 where those straddle 0). Rounding
 ///   errors then scale with the spread of the data around `c`, not with its
 ///   distance from the origin, so data far from the origin scores as
 ///   accurately as data near it. Scores are the full `−scale ‖q−k‖²` (at most

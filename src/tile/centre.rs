@@ -3,7 +3,7 @@
 //! The tiled kernel scores `NegSqDist` as a matrix product, by the expansion
 //! `‖q − k‖² = ‖a‖² + ‖b‖² − 2 a·b` with `a = q − c`, `b = k − c`. Each of the
 //! three terms is rounded relative to its own size, so the error of the
-//! distance is at most about `γ_{d+4}·(‖a‖ + ‖b‖)²`: with `c = 0` that is
+//! distance is at most about `γ_{d+5}·(‖a‖ + ‖b‖)²`: with `c = 0` that is
 //! `(‖q‖ + ‖k‖)²`, which swamps the distances of data far from the origin;
 //! with `c` among the data it is of the size of the data's spread.
 //!
@@ -15,10 +15,11 @@
 //! It costs a few operations per column, lies inside the bounding box of
 //! the block's rows, is not moved by one outlying row among the three, and
 //! does not depend on the keys (so a key range split into parts is centred
-//! alike). A coordinate that is not finite is taken as 0; a decode pass of one row measures from the row itself (the
-//! row's distances are then formed directly, and a non-finite one sends the
-//! row to the scalar path as any other). Keys are packed as `k − c` with `‖k − c‖²`, query rows
-//! offset by `c` as a micro-block is scored.
+//! alike). A coordinate that is not finite is taken as 0. A decode pass of
+//! one row measures from the row itself (the same centre, but also where
+//! the row is not finite; a distance that is not finite sends the row to
+//! the scalar path in any case). Keys are packed as `k − c` with
+//! `‖k − c‖²`, query rows offset by `c` as a micro-block is scored.
 
 use crate::scorer::Kind;
 

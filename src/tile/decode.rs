@@ -30,7 +30,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::centre::{self, centred, DECODE_COLS};
-use super::{finish_row, needs_norms, start_row, update, At, Dest, Rows, Scores, TK};
+use super::{finish_row, needs_norms, reads_cached_norms, start_row, update, At, Dest, Rows, Scores, TK};
 use crate::arch::{prefetch_l2, Prefetch, Simd, Vector, DECODE_ROWS, KEYS_AHEAD};
 use crate::problem::Problem;
 use crate::scorer::sq_dist;
@@ -123,8 +123,7 @@ fn stream<S: Simd, const R: usize>(
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
     let cached = p.norms.map(|n| n.head(hk));
-    // `NegSqDist` needs `‖k − c‖²`, which no cache holds.
-    let norms = needs_norms(p.kind) && (cached.is_none() || centre.is_some());
+    let norms = needs_norms(p.kind) && !(cached.is_some() && reads_cached_norms(p.kind));
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
     for t0 in p.keys_seen(at.iter().map(|a| a.i)).step_by(TK) {

@@ -36,9 +36,8 @@
 //! (the level's `packed` floats from the tuning table: 64 KiB with SIMD,
 //! 16 KiB without), one micro-block of scores (`MR × TK` floats, at most
 //! 3 KiB; 4 KiB for a decode pass), `QB` row states and norms (6 KiB), and
-//! for `NegSqDist` a centre, a micro-block of offset query rows and the
-//! median's scratch (9 KiB; a decode pass 9 KiB at 8 rows); about 85 KiB in
-//! all. Tiles are `TK = 128` keys wide for heads of up to
+//! for `NegSqDist` a centre and a micro-block of offset query rows (7 KiB;
+//! a decode pass 9 KiB at 8 rows); about 85 KiB in all. Tiles are `TK = 128` keys wide for heads of up to
 //! `packed / 128` columns (128 with SIMD) and 64 keys up to twice that; a wider head is packed in column
 //! chunks, and then a block is a single micro-block (its scores accumulate
 //! over the chunks).
@@ -330,7 +329,7 @@ impl KeyTile<'_> {
     fn pack(&self, c0: usize, dc: usize, kt: &mut [f32], kn: &mut [f32; TK], centre: Option<&[f32]>) {
         let KeyTile { kind, k, norms, t0, nt, tk } = *self;
         let last = c0 + dc == k.cols();
-        let compute = needs_norms(kind) && (norms.is_none() || centred(kind));
+        let compute = needs_norms(kind) && !(norms.is_some() && reads_cached_norms(kind));
         pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn), centre);
         if last {
             cached_norms(kind, norms, t0, &mut kn[..nt]);
@@ -343,11 +342,16 @@ fn needs_norms(kind: Kind<'_>) -> bool {
     matches!(kind, Kind::SqDist { .. } | Kind::LogDist { .. })
 }
 
+/// Whether the scorer takes `‖k‖²` from cached norms when a call has them
+/// (`NegLogDist`; `NegSqDist` needs `‖k − c‖²`, which no cache holds).
+fn reads_cached_norms(kind: Kind<'_>) -> bool {
+    matches!(kind, Kind::LogDist { .. })
+}
+
 /// Copies the cached norms of keys `t0..t0 + kn.len()` into `kn`, if the
-/// scorer uses `‖k‖²` (`NegLogDist`; `NegSqDist` measures from a centre)
-/// and the call has them.
+/// scorer reads them ([`reads_cached_norms`]) and the call has them.
 fn cached_norms(kind: Kind<'_>, norms: Option<MatRef<'_>>, t0: usize, kn: &mut [f32]) {
-    if let (Some(n), Kind::LogDist { .. }) = (norms, kind) {
+    if let (Some(n), true) = (norms, reads_cached_norms(kind)) {
         for (j, x) in kn.iter_mut().enumerate() {
             *x = n.row(t0 + j)[0];
         }
