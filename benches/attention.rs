@@ -29,7 +29,8 @@ use std::hint::black_box;
 use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
 
 mod common;
-use common::{data, fma_peak, group, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, fma_peak, group, read_all, read_kv, scorers, Elem, Floats, Pages};
+use streamattn::{bf16, f16};
 
 struct Shape {
     name: &'static str,
@@ -57,14 +58,15 @@ const QUICK: &[Shape] = &[
     Shape { name: "quick-decode-4k", heads: 4, kv_heads: 2, n_q: 1, n_kv: 4096, d: 64, causal: false },
 ];
 
-struct Buffers {
+/// Q, K, V and the output of a shape, with K and V stored as `T`.
+struct Buffers<T: Elem = f32> {
     q: Vec<f32>,
-    k: Floats,
-    v: Floats,
+    k: Floats<T>,
+    v: Floats<T>,
     out: Vec<f32>,
 }
 
-impl Buffers {
+impl<T: Elem> Buffers<T> {
     fn new(s: &Shape, heads: usize, pages: Pages) -> Self {
         let kv_heads = if heads == s.heads { s.kv_heads } else { heads };
         Buffers {
@@ -89,10 +91,12 @@ impl Buffers {
     }
 }
 
-fn throughput(s: &Shape, heads: usize) -> Throughput {
+/// Decode: bytes of K and V read (`bytes` per element); otherwise the
+/// multiply-adds as elements (module docs).
+fn throughput(s: &Shape, heads: usize, bytes: usize) -> Throughput {
     if s.n_q == 1 {
         let kv_heads = if heads == s.heads { s.kv_heads } else { heads };
-        Throughput::Bytes((2 * kv_heads * s.n_kv * s.d * 4) as u64)
+        Throughput::Bytes((2 * kv_heads * s.n_kv * s.d * bytes) as u64)
     } else {
         let flops = 4 * heads * s.n_q * s.n_kv * s.d / if s.causal { 2 } else { 1 };
         Throughput::Elements(flops as u64)
@@ -186,7 +190,7 @@ fn bandwidth(c: &mut Criterion, quick: bool) {
     let mut g = group(c, "read-bandwidth", quick);
     g.throughput(Throughput::Bytes((n * 4) as u64));
     for pages in Pages::available() {
-        let data = Floats::new(n, 9, pages);
+        let data = Floats::<f32>::new(n, 9, pages);
         let size = if quick { "16MiB" } else { "256MiB" };
         g.bench_function(format!("{size}{}", pages.suffix()), |b| b.iter(|| black_box(read_all(&data))));
         let (k, v) = data.split_at(n / 2);
@@ -209,13 +213,13 @@ fn bench(c: &mut Criterion) {
     for s in shapes {
         let mut g = group(c, s.name, quick);
         let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
-        g.throughput(throughput(s, s.heads));
+        g.throughput(throughput(s, s.heads, 4));
         // Decode reads K and V from DRAM: on 4 KiB pages and on 2 MiB pages
         // (`-huge-pages`), next to the probes of the same names.
         let pages = if s.n_q == 1 { Pages::available() } else { vec![Pages::Small] };
         for pages in pages {
             let sfx = pages.suffix();
-            let mut b = Buffers::new(s, s.heads, pages);
+            let mut b = Buffers::<f32>::new(s, s.heads, pages);
             for (name, scorer) in scorers(s.d) {
                 let attn = Attention::new(scorer).max_level(level).mask(mask);
                 g.bench_function(BenchmarkId::new(name, format!("tiled{sfx}")), |bench| {
@@ -242,12 +246,20 @@ fn bench(c: &mut Criterion) {
                     });
                 }
             }
+            // K and V stored as 16-bit floats (decode and the 1k prefill
+            // shapes); decode throughput counts the bytes they occupy.
+            if s.n_q == 1 || s.name.starts_with("prefill-1k") {
+                g.throughput(throughput(s, s.heads, 2));
+                half_caches::<f16>(&mut g, s, mask, level, pages, "f16");
+                half_caches::<bf16>(&mut g, s, mask, level, pages, "bf16");
+                g.throughput(throughput(s, s.heads, 4));
+            }
         }
         // Baselines on one head (their throughput is per head): the scalar path
         // where it takes under a second, the unfused path for the 1k shapes.
         if s.n_q * s.n_kv <= 1 << 20 {
-            g.throughput(throughput(s, 1));
-            let mut b1 = Buffers::new(s, 1, Pages::Small);
+            g.throughput(throughput(s, 1, 4));
+            let mut b1 = Buffers::<f32>::new(s, 1, Pages::Small);
             for (name, scorer) in scorers(s.d) {
                 let attn = Attention::new(scorer).max_level(level).mask(mask).kernel(Kernel::Scalar);
                 g.bench_function(BenchmarkId::new(name, "scalar"), |bench| {
@@ -268,6 +280,25 @@ fn bench(c: &mut Criterion) {
             }
         }
         g.finish();
+    }
+}
+
+/// Every scorer of `s` with K and V stored as `T` (benchmark
+/// `<scorer>/tiled-<elem><pages>`).
+fn half_caches<T: Elem>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    s: &Shape,
+    mask: Mask,
+    level: streamattn::Level,
+    pages: Pages,
+    elem: &str,
+) {
+    let mut b = Buffers::<T>::new(s, s.heads, pages);
+    for (name, scorer) in scorers(s.d) {
+        let attn = Attention::new(scorer).max_level(level).mask(mask);
+        g.bench_function(BenchmarkId::new(name, format!("tiled-{elem}{}", pages.suffix())), |bench| {
+            bench.iter(|| b.run(s, s.heads, &attn))
+        });
     }
 }
 

@@ -111,7 +111,7 @@ fn bandwidth(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
     g.throughput(Throughput::Bytes((n * 4) as u64));
     for pages in Pages::available() {
         let sfx = pages.suffix();
-        let data = Floats::new(n, 9, pages);
+        let data = Floats::<f32>::new(n, 9, pages);
         g.bench_function(format!("single{sfx}"), |b| b.iter(|| black_box(read_all(&data))));
         let (lo, hi) = data.split_at(n / 2);
         g.bench_function(format!("par2{sfx}"), |b| {

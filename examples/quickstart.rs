@@ -17,7 +17,7 @@
 // Test and example code is held to clippy's default lints (Cargo.toml).
 #![allow(clippy::pedantic)]
 
-use streamattn::{Attention, MatMut, MatRef, Scorer};
+use streamattn::{bf16, f16, Attention, Element, MatMut, MatRef, Scorer};
 
 fn f(x: f32, y: f32) -> f32 {
     (1.5 * x).sin() + 0.5 * (2.0 * y).cos()
@@ -105,5 +105,46 @@ fn main() -> Result<(), streamattn::Error> {
         lse[2],
         (1e3f32).ln()
     );
+
+    // The same keys and values stored as 16-bit floats, as a runtime's KV
+    // cache often is: the kernels widen them exactly and compute in f32, so
+    // the outputs move only by the rounding of the stored values.
+    println!("\nkeys and values stored as f16 / bf16: largest difference from the f32 outputs:");
+    for ((name, scorer), (out32, _)) in scorers.iter().zip(&outputs) {
+        let (q, k, width) = if let Scorer::Additive { .. } = scorer {
+            (&proj_q, &proj_k, h)
+        } else {
+            (&queries.to_vec(), &keys, d)
+        };
+        let diff = |out: &[f32]| out.iter().zip(out32).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let o16 = run_stored(*scorer, q, &cast(k, f16::from_f32), &cast(&values, f16::from_f32), n_q, width)?;
+        let ob16 =
+            run_stored(*scorer, q, &cast(k, bf16::from_f32), &cast(&values, bf16::from_f32), n_q, width)?;
+        println!("  {name:>10} f16 {:.2e}   bf16 {:.2e}", diff(&o16), diff(&ob16));
+    }
     Ok(())
+}
+
+fn cast<T>(x: &[f32], to: fn(f32) -> T) -> Vec<T> {
+    x.iter().map(|&v| to(v)).collect()
+}
+
+/// One head with K and V stored as `T`, one value column.
+fn run_stored<T: Element>(
+    scorer: Scorer<'_>,
+    q: &[f32],
+    k: &[T],
+    v: &[T],
+    n_q: usize,
+    width: usize,
+) -> Result<Vec<f32>, streamattn::Error> {
+    let n_kv = v.len();
+    let mut out = vec![0.0f32; n_q];
+    Attention::new(scorer).run(
+        MatRef::dense(q, n_q, width)?,
+        MatRef::dense(k, n_kv, width)?,
+        MatRef::dense(v, n_kv, 1)?,
+        MatMut::dense(&mut out, n_q, 1)?,
+    )?;
+    Ok(out)
 }

@@ -1,9 +1,12 @@
 //! The public entry: an [`Attention`] configuration, validated into a
 //! [`Problem`] and handed to a kernel.
 
-use crate::problem::Problem;
+use crate::problem::{Problem, Typed};
 use crate::view::Layout;
-use crate::{arch, scalar, tile, Bias, Error, HeadsMut, HeadsRef, Level, Mask, MatMut, MatRef, Scorer};
+use crate::{
+    arch, scalar, tile, Bias, Element, Error, HeadsMut, HeadsRef, Level, Mask, MatMut, MatRef, Scorer,
+};
+use half::{bf16, f16};
 
 /// An attention computation: a scorer, a mask, an optional key length and an
 /// optional bias, applied to queries, keys and values by [`run`](Self::run)
@@ -75,7 +78,44 @@ pub enum Kernel {
 impl Kernel {
     /// Runs a validated problem on this kernel: every head into `out` (laid
     /// out by `layout`) and, if given, the log-sum-exps `lse[h * n_q + i]`.
-    pub(crate) fn compute(self, p: &Problem<'_>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
+    pub(crate) fn compute<E: Element>(
+        self,
+        p: &Problem<'_, E>,
+        out: &mut [f32],
+        layout: &Layout,
+        lse: Option<&mut [f32]>,
+    ) {
+        // The kernels are compiled here, once per element type, not in every
+        // crate that calls a (generic) entry.
+        match p.typed() {
+            Typed::F32(p) => self.compute_f32(&p, out, layout, lse),
+            Typed::F16(p) => self.compute_f16(&p, out, layout, lse),
+            Typed::Bf16(p) => self.compute_bf16(&p, out, layout, lse),
+        }
+    }
+
+    #[inline(never)]
+    fn compute_f32(self, p: &Problem<'_, f32>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
+        self.compute_as(p, out, layout, lse);
+    }
+
+    #[inline(never)]
+    fn compute_f16(self, p: &Problem<'_, f16>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
+        self.compute_as(p, out, layout, lse);
+    }
+
+    #[inline(never)]
+    fn compute_bf16(self, p: &Problem<'_, bf16>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
+        self.compute_as(p, out, layout, lse);
+    }
+
+    fn compute_as<E: Element>(
+        self,
+        p: &Problem<'_, E>,
+        out: &mut [f32],
+        layout: &Layout,
+        lse: Option<&mut [f32]>,
+    ) {
         match self {
             Kernel::Scalar => scalar::run(p, out, layout, lse),
             Kernel::Tiled => arch::dispatch(p.level, tile::Tiled { problem: p, out, layout, lse }),
@@ -189,7 +229,13 @@ impl<'b> Attention<'b> {
 
     /// One head: `q` is `n_q × d`, `k` is `n_kv × d`, `v` is `n_kv × d_v`, `out`
     /// is `n_q × d_v`. See [`run_heads`](Self::run_heads) for the errors.
-    pub fn run(&self, q: MatRef<'_>, k: MatRef<'_>, v: MatRef<'_>, out: MatMut<'_>) -> Result<(), Error> {
+    pub fn run<E: Element>(
+        &self,
+        q: MatRef<'_>,
+        k: MatRef<'_, E>,
+        v: MatRef<'_, E>,
+        out: MatMut<'_>,
+    ) -> Result<(), Error> {
         self.run_heads(
             HeadsRef::from_mat(q),
             HeadsRef::from_mat(k),
@@ -201,11 +247,11 @@ impl<'b> Attention<'b> {
 
     /// [`run`](Self::run), also writing the log-sum-exp of each row's scores to
     /// `lse[i]` (natural log; `−∞` for a row with no visible key).
-    pub fn run_lse(
+    pub fn run_lse<E: Element>(
         &self,
         q: MatRef<'_>,
-        k: MatRef<'_>,
-        v: MatRef<'_>,
+        k: MatRef<'_, E>,
+        v: MatRef<'_, E>,
         out: MatMut<'_>,
         lse: &mut [f32],
     ) -> Result<(), Error> {
@@ -256,11 +302,11 @@ impl<'b> Attention<'b> {
     /// assert_eq!(out[..d], out[d..2 * d]);
     /// # Ok::<(), streamattn::Error>(())
     /// ```
-    pub fn run_heads(
+    pub fn run_heads<E: Element>(
         &self,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
         out: HeadsMut<'_>,
         lse: Option<&mut [f32]>,
     ) -> Result<(), Error> {
@@ -273,14 +319,14 @@ impl<'b> Attention<'b> {
     }
 
     /// Checks every argument against the others.
-    pub(crate) fn problem<'a>(
+    pub(crate) fn problem<'a, E: Element>(
         &self,
         q: HeadsRef<'a>,
-        k: HeadsRef<'a>,
-        v: HeadsRef<'a>,
+        k: HeadsRef<'a, E>,
+        v: HeadsRef<'a, E>,
         out: &Layout,
         lse: Option<&[f32]>,
-    ) -> Result<Problem<'a>, Error>
+    ) -> Result<Problem<'a, E>, Error>
     where
         'b: 'a,
     {

@@ -63,6 +63,7 @@
 mod arch;
 mod attention;
 mod bias;
+mod element;
 mod error;
 mod exp;
 mod ln;
@@ -87,7 +88,10 @@ pub use parallel::KvSplit;
 pub use arch::{Level, UnknownLevel};
 pub use attention::{Attention, Kernel};
 pub use bias::Bias;
+pub use element::Element;
 pub use error::Error;
+/// The 16-bit element types of key/value caches, from the `half` crate.
+pub use half::{bf16, f16};
 pub use mask::Mask;
 pub use norms::key_norms;
 pub use project::project;

@@ -1,6 +1,6 @@
 //! Key norms a runtime can cache next to its KV cache.
 
-use crate::{Error, HeadsMut, HeadsRef};
+use crate::{Element, Error, HeadsMut, HeadsRef};
 
 /// Writes the squared norm of every key: `norms[h][j] = ‖k[h][j]‖² = Σ_c k[h][j][c]²`
 /// (units: squared units of the keys).
@@ -32,7 +32,7 @@ use crate::{Error, HeadsMut, HeadsRef};
 /// assert_eq!(norms, [25.0, 1.0]);
 /// # Ok::<(), streamattn::Error>(())
 /// ```
-pub fn key_norms(k: HeadsRef<'_>, norms: HeadsMut<'_>) -> Result<(), Error> {
+pub fn key_norms<E: Element>(k: HeadsRef<'_, E>, norms: HeadsMut<'_>) -> Result<(), Error> {
     check(&k, norms.heads(), norms.rows(), norms.cols())?;
     let layout = norms.layout;
     for h in 0..k.heads() {
@@ -46,7 +46,12 @@ pub fn key_norms(k: HeadsRef<'_>, norms: HeadsMut<'_>) -> Result<(), Error> {
 }
 
 /// Checks that a norms view of `heads × rows × cols` fits the keys `k`.
-pub(crate) fn check(k: &HeadsRef<'_>, heads: usize, rows: usize, cols: usize) -> Result<(), Error> {
+pub(crate) fn check<E: Element>(
+    k: &HeadsRef<'_, E>,
+    heads: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<(), Error> {
     let what = "key_norms";
     for (expected, found) in [(k.heads(), heads), (k.rows(), rows), (1, cols)] {
         if expected != found {

@@ -4,16 +4,19 @@
 //! index a kernel computes is in bounds. Sub-problems (a task's heads, rows
 //! and keys) are cut here too.
 
+use crate::element::sealed::Slice;
 use crate::scorer::Kind;
-use crate::{Bias, HeadsRef, Level, Mask};
+use crate::{Bias, Element, HeadsRef, Level, Mask};
 use core::ops::Range;
+use half::{bf16, f16};
 
-/// A validated call: every index the kernels compute is in bounds.
+/// A validated call: every index the kernels compute is in bounds. Keys
+/// and values are stored as `E` (`f32`, `f16` or `bf16`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Problem<'a> {
+pub(crate) struct Problem<'a, E: Element = f32> {
     pub q: HeadsRef<'a>,
-    pub k: HeadsRef<'a>,
-    pub v: HeadsRef<'a>,
+    pub k: HeadsRef<'a, E>,
+    pub v: HeadsRef<'a, E>,
     pub kind: Kind<'a>,
     pub mask: Mask,
     pub key_len: usize,
@@ -26,7 +29,42 @@ pub(crate) struct Problem<'a> {
     pub level: Level,
 }
 
-impl Problem<'_> {
+/// A problem by its concrete element type.
+pub(crate) enum Typed<'a> {
+    F32(Problem<'a, f32>),
+    F16(Problem<'a, f16>),
+    Bf16(Problem<'a, bf16>),
+}
+
+impl<'a, E: Element> Problem<'a, E> {
+    /// The same problem with its element type made concrete.
+    pub fn typed(&self) -> Typed<'a> {
+        match (E::slice(self.k.data), E::slice(self.v.data)) {
+            (Slice::F32(k), Slice::F32(v)) => Typed::F32(self.with_data(k, v)),
+            (Slice::F16(k), Slice::F16(v)) => Typed::F16(self.with_data(k, v)),
+            (Slice::Bf16(k), Slice::Bf16(v)) => Typed::Bf16(self.with_data(k, v)),
+            _ => unreachable!("K and V have the one element type E"),
+        }
+    }
+
+    /// This problem over `k` and `v`, the same memory as its K and V.
+    fn with_data<T: Element>(&self, k: &'a [T], v: &'a [T]) -> Problem<'a, T> {
+        Problem {
+            q: self.q,
+            k: HeadsRef { data: k, layout: self.k.layout },
+            v: HeadsRef { data: v, layout: self.v.layout },
+            kind: self.kind,
+            mask: self.mask,
+            key_len: self.key_len,
+            bias: self.bias,
+            norms: self.norms,
+            group: self.group,
+            level: self.level,
+        }
+    }
+}
+
+impl<E: Element> Problem<'_, E> {
     /// The keys some row of `rows` sees: the smallest range holding every
     /// row's keys (empty if no row sees a key).
     pub fn keys_seen(&self, rows: impl IntoIterator<Item = usize>) -> Range<usize> {
@@ -54,7 +92,7 @@ impl Problem<'_> {
 }
 
 #[cfg(feature = "rayon")]
-impl<'a> Problem<'a> {
+impl<'a, E: Element> Problem<'a, E> {
     /// The sub-problem of query heads `heads` (which read one key/value
     /// head), query rows `rows` and keys `keys` (clipped to the key length),
     /// with `mask` in the sub-problem's coordinates (its row 0 is row
@@ -66,7 +104,7 @@ impl<'a> Problem<'a> {
         rows: Range<usize>,
         keys: Range<usize>,
         mask: Mask,
-    ) -> Problem<'a> {
+    ) -> Problem<'a, E> {
         let hk = heads.start / self.group;
         let key_len = self.key_len.min(keys.end).saturating_sub(keys.start);
         Problem {

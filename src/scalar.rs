@@ -12,13 +12,19 @@
 use crate::problem::Problem;
 use crate::softmax::{weight, Running};
 use crate::view::Layout;
+use crate::Element;
 
 /// Keys per tile: the only scratch is `[f32; TILE]` on the stack.
 pub(crate) const TILE: usize = 32;
 
 /// Computes every head of `problem` into `out` (laid out by `out_layout`)
 /// and, if given, the log-sum-exps `lse[h * n_q + i]`.
-pub(crate) fn run(problem: &Problem<'_>, out: &mut [f32], out_layout: &Layout, mut lse: Option<&mut [f32]>) {
+pub(crate) fn run<E: Element>(
+    problem: &Problem<'_, E>,
+    out: &mut [f32],
+    out_layout: &Layout,
+    mut lse: Option<&mut [f32]>,
+) {
     let n_q = problem.q.rows();
     for h in 0..problem.q.heads() {
         let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
@@ -27,7 +33,13 @@ pub(crate) fn run(problem: &Problem<'_>, out: &mut [f32], out_layout: &Layout, m
 }
 
 /// Head `h` of [`run`], with its `n_q` log-sum-exps in `lse`.
-fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, mut lse: Option<&mut [f32]>) {
+fn head<E: Element>(
+    problem: &Problem<'_, E>,
+    h: usize,
+    out: &mut [f32],
+    out_layout: &Layout,
+    mut lse: Option<&mut [f32]>,
+) {
     let d_v = problem.v.cols();
     for i in 0..problem.q.rows() {
         let o_start = out_layout.offset(h, i);
@@ -42,7 +54,7 @@ fn head(problem: &Problem<'_>, h: usize, out: &mut [f32], out_layout: &Layout, m
 /// Row `i` of head `h` into `o` (its `d_v` outputs); returns its
 /// log-sum-exp. The tiled kernel computes a row here when its own arithmetic
 /// cannot (a `NegSqDist` distance from the centre that is not finite).
-pub(crate) fn row(problem: &Problem<'_>, h: usize, i: usize, o: &mut [f32]) -> f32 {
+pub(crate) fn row<E: Element>(problem: &Problem<'_, E>, h: usize, i: usize, o: &mut [f32]) -> f32 {
     let row_lse = row_cols(problem, h, i, 0, o, |_| 1.0);
     rescue_overflow(problem, h, i, o);
     row_lse
@@ -53,8 +65,8 @@ pub(crate) fn row(problem: &Problem<'_>, h: usize, i: usize, o: &mut [f32]) -> f
 /// it is accumulated and the result divided by it again (exact for powers
 /// of two); returns the row's log-sum-exp. `c0 = 0`, `o` the whole row and
 /// `scale = 1` is the plain algorithm.
-fn row_cols(
-    problem: &Problem<'_>,
+fn row_cols<E: Element>(
+    problem: &Problem<'_, E>,
     h: usize,
     i: usize,
     c0: usize,
@@ -87,7 +99,7 @@ fn row_cols(
             let p = weight(st, shift);
             run.l += p;
             for (c, (x, &vj)) in o.iter_mut().zip(&v.row(start + t)[c0..]).enumerate() {
-                *x += p * (vj * scale(c0 + c));
+                *x += p * (vj.to_f32() * scale(c0 + c));
             }
         }
     }
@@ -110,7 +122,7 @@ fn row_cols(
 /// of up to `2^64` values overflows); columns whose values are infinite or
 /// NaN come out as before. The finite columns are kept. Used by every
 /// kernel on its finished rows.
-pub(crate) fn rescue_overflow(problem: &Problem<'_>, h: usize, i: usize, o: &mut [f32]) {
+pub(crate) fn rescue_overflow<E: Element>(problem: &Problem<'_, E>, h: usize, i: usize, o: &mut [f32]) {
     const CHUNK: usize = 64;
     const DOWN: f32 = 1.0 / 18_446_744_073_709_551_616.0; // 2^-64
     if o.iter().all(|x| x.is_finite()) {

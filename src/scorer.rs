@@ -1,6 +1,6 @@
 //! The four scorers: how a query is compared with a key.
 
-use crate::Error;
+use crate::{Element, Error};
 
 /// How a query `q` is scored against a key `k` (both of length `d`).
 ///
@@ -154,7 +154,7 @@ pub(crate) enum Kind<'w> {
 
 impl Kind<'_> {
     /// The score of one pair, in plain scalar arithmetic.
-    pub(crate) fn logit(self, q: &[f32], k: &[f32]) -> f32 {
+    pub(crate) fn logit<E: Element>(self, q: &[f32], k: &[E]) -> f32 {
         match self {
             Kind::Dot { scale } => scale * dot(q, k),
             Kind::SqDist { scale } => -scale * sq_dist(q, k),
@@ -224,22 +224,22 @@ fn clamp0(x: f32) -> f32 {
 
 /// `Σ w_c · tanh(a_c + b_c)`, summed left to right.
 #[inline]
-pub(crate) fn additive(w: &[f32], a: &[f32], b: &[f32]) -> f32 {
-    w.iter().zip(a.iter().zip(b)).fold(0.0, |acc, (wc, (x, y))| acc + wc * libm::tanhf(x + y))
+pub(crate) fn additive<E: Element>(w: &[f32], a: &[f32], b: &[E]) -> f32 {
+    w.iter().zip(a.iter().zip(b)).fold(0.0, |acc, (wc, (x, y))| acc + wc * libm::tanhf(x + y.to_f32()))
 }
 
 /// `Σ a_c b_c`, summed left to right.
 #[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0.0, |acc, (x, y)| acc + x * y)
+pub(crate) fn dot<A: Element, B: Element>(a: &[A], b: &[B]) -> f32 {
+    a.iter().zip(b).fold(0.0, |acc, (x, y)| acc + x.to_f32() * y.to_f32())
 }
 
 /// `Σ (a_c − b_c)²`, summed left to right: every term is non-negative, so the
 /// relative error is at most `γ_{d+2}` however close `a` is to `b`.
 #[inline]
-pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn sq_dist<A: Element, B: Element>(a: &[A], b: &[B]) -> f32 {
     a.iter().zip(b).fold(0.0, |acc, (x, y)| {
-        let t = x - y;
+        let t = x.to_f32() - y.to_f32();
         acc + t * t
     })
 }

@@ -1,4 +1,7 @@
-//! Strided views of row-major `f32` matrices and of stacks of them (one per head).
+//! Strided views of row-major matrices and of stacks of them (one per head):
+//! read-only views of `f32`, or of the 16-bit [`Element`]s a key/value cache
+//! may be stored in ([`f16`](crate::f16), [`bf16`](crate::bf16)), and
+//! mutable `f32` views for outputs.
 //!
 //! A view is a slice plus a shape and strides, checked once when the view is
 //! built. Element `(head h, row r, column c)` lives at
@@ -10,11 +13,11 @@
 //! - `[seq, heads, d]`: `head_stride = d`, `row_stride = heads * d`
 //!   ([`HeadsRef::seq_major`]).
 //!
-//! Strides are in `f32` elements. Rows never overlap (`row_stride >= cols`)
+//! Strides are in elements (of the view's element type). Rows never overlap (`row_stride >= cols`)
 //! and heads never overlap, so writing through a mutable view cannot clobber
 //! another row.
 
-use crate::Error;
+use crate::{Element, Error};
 
 /// Checked shape and strides of a stack of `heads` matrices of `rows × cols`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,27 +84,37 @@ impl Layout {
 /// let m = MatRef::new(&data, 2, 3, 4).unwrap();
 /// assert_eq!(m.row(1), &[4.0, 5.0, 6.0]);
 /// ```
+///
+/// The element type `T` is `f32` unless the data are 16-bit floats (keys
+/// and values only):
+///
+/// ```
+/// use streamattn::{f16, MatRef};
+/// let data: Vec<f16> = [1.0f32, 2.0, 3.0].iter().map(|&x| f16::from_f32(x)).collect();
+/// let m = MatRef::dense(&data, 1, 3).unwrap();
+/// assert_eq!(m.row(0)[2].to_f32(), 3.0);
+/// ```
 #[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a> {
-    pub(crate) data: &'a [f32],
+pub struct MatRef<'a, T: Element = f32> {
+    pub(crate) data: &'a [T],
     pub(crate) layout: Layout,
 }
 
-impl<'a> MatRef<'a> {
-    /// A view of `rows × cols` with rows `row_stride` floats apart.
+impl<'a, T: Element> MatRef<'a, T> {
+    /// A view of `rows × cols` with rows `row_stride` elements apart.
     ///
     /// Errors: `cols == 0` ([`Error::ZeroDim`]), `row_stride < cols` with more
     /// than one row ([`Error::StrideTooSmall`]), an extent that overflows
     /// ([`Error::Overflow`]), or `data` shorter than
     /// `(rows - 1) * row_stride + cols` ([`Error::BufferTooShort`]).
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, Error> {
+    pub fn new(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Result<Self, Error> {
         let layout =
             Layout { heads: 1, rows, cols, head_stride: 0, row_stride }.check("matrix", data.len())?;
         Ok(MatRef { data, layout })
     }
 
     /// A densely packed view: `row_stride == cols`.
-    pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, Error> {
+    pub fn dense(data: &'a [T], rows: usize, cols: usize) -> Result<Self, Error> {
         Self::new(data, rows, cols, cols)
     }
 
@@ -122,7 +135,7 @@ impl<'a> MatRef<'a> {
     /// # Panics
     /// If `r >= rows`.
     #[must_use]
-    pub fn row(&self, r: usize) -> &'a [f32] {
+    pub fn row(&self, r: usize) -> &'a [T] {
         assert!(r < self.layout.rows, "row index out of range");
         let o = self.layout.offset(0, r);
         &self.data[o..o + self.layout.cols]
@@ -199,20 +212,20 @@ impl<'a> MatMut<'a> {
 /// assert_eq!(k.head(1).row(1), &[16.0, 17.0, 18.0, 19.0]);
 /// ```
 #[derive(Clone, Copy, Debug)]
-pub struct HeadsRef<'a> {
-    pub(crate) data: &'a [f32],
+pub struct HeadsRef<'a, T: Element = f32> {
+    pub(crate) data: &'a [T],
     pub(crate) layout: Layout,
 }
 
-impl<'a> HeadsRef<'a> {
-    /// A view with explicit strides (in floats).
+impl<'a, T: Element> HeadsRef<'a, T> {
+    /// A view with explicit strides (in elements).
     ///
     /// Errors as [`MatRef::new`], plus [`Error::StrideTooSmall`] when heads
     /// would overlap: accepted are `head_stride >= (rows - 1) * row_stride + cols`
     /// (each head a block of rows) or `head_stride >= cols` with
     /// `row_stride >= (heads - 1) * head_stride + cols` (heads side by side in a row).
     pub fn new(
-        data: &'a [f32],
+        data: &'a [T],
         heads: usize,
         rows: usize,
         cols: usize,
@@ -224,20 +237,20 @@ impl<'a> HeadsRef<'a> {
     }
 
     /// A dense `[heads, rows, cols]` view.
-    pub fn heads_major(data: &'a [f32], heads: usize, rows: usize, cols: usize) -> Result<Self, Error> {
+    pub fn heads_major(data: &'a [T], heads: usize, rows: usize, cols: usize) -> Result<Self, Error> {
         let hs = rows.checked_mul(cols).ok_or(Error::Overflow { what: "heads" })?;
         Self::new(data, heads, rows, cols, hs, cols)
     }
 
     /// A dense `[rows, heads, cols]` view (rows are sequence positions).
-    pub fn seq_major(data: &'a [f32], heads: usize, rows: usize, cols: usize) -> Result<Self, Error> {
+    pub fn seq_major(data: &'a [T], heads: usize, rows: usize, cols: usize) -> Result<Self, Error> {
         let rs = heads.checked_mul(cols).ok_or(Error::Overflow { what: "heads" })?;
         Self::new(data, heads, rows, cols, cols, rs)
     }
 
     /// A single matrix seen as one head.
     #[must_use]
-    pub fn from_mat(m: MatRef<'a>) -> Self {
+    pub fn from_mat(m: MatRef<'a, T>) -> Self {
         HeadsRef { data: m.data, layout: m.layout }
     }
 
@@ -264,7 +277,7 @@ impl<'a> HeadsRef<'a> {
     /// # Panics
     /// If `h >= heads`.
     #[must_use]
-    pub fn head(&self, h: usize) -> MatRef<'a> {
+    pub fn head(&self, h: usize) -> MatRef<'a, T> {
         assert!(h < self.layout.heads, "head index out of range");
         let l = self.layout;
         let data = if l.rows == 0 { &self.data[..0] } else { &self.data[h * l.head_stride..] };
@@ -274,7 +287,11 @@ impl<'a> HeadsRef<'a> {
     /// Heads `heads` and rows `rows` of the view (same strides, data from
     /// the first element selected). Panics if either range is out of bounds.
     #[cfg(feature = "rayon")]
-    pub(crate) fn sub(&self, heads: core::ops::Range<usize>, rows: core::ops::Range<usize>) -> HeadsRef<'a> {
+    pub(crate) fn sub(
+        &self,
+        heads: core::ops::Range<usize>,
+        rows: core::ops::Range<usize>,
+    ) -> HeadsRef<'a, T> {
         let l = self.layout;
         assert!(heads.end <= l.heads && rows.end <= l.rows, "sub-view out of range");
         let data = if heads.is_empty() || rows.is_empty() {

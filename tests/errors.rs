@@ -177,7 +177,7 @@ fn short_buffer_is_buffer_too_short() {
     // Strided: the last row needs only its `cols`, (rows − 1)·stride + cols = 8.
     assert!(MatRef::new(&data[..8], 2, 3, 5).is_ok());
     assert_err(MatRef::new(&data[..7], 2, 3, 5), Error::BufferTooShort { what: "matrix", needed: 8, len: 7 });
-    assert_err(MatRef::dense(&[], 1, 1), Error::BufferTooShort { what: "matrix", needed: 1, len: 0 });
+    assert_err(MatRef::<f32>::dense(&[], 1, 1), Error::BufferTooShort { what: "matrix", needed: 1, len: 0 });
     assert_err(
         MatMut::new(&mut m[..7], 2, 3, 5),
         Error::BufferTooShort { what: "matrix", needed: 8, len: 7 },
@@ -195,9 +195,9 @@ fn short_buffer_is_buffer_too_short() {
     assert_err(HeadsRef::new(&data[..29], 2, 3, 4, 16, 5), short);
     assert_err(HeadsMut::new(&mut m[..29], 2, 3, 4, 16, 5), short);
     // Zero rows or zero heads need nothing.
-    assert!(MatRef::new(&[], 0, 3, 3).is_ok());
-    assert!(HeadsRef::new(&[], 0, 3, 4, 12, 4).is_ok());
-    assert!(HeadsRef::new(&[], 2, 0, 4, 12, 4).is_ok());
+    assert!(MatRef::<f32>::new(&[], 0, 3, 3).is_ok());
+    assert!(HeadsRef::<f32>::new(&[], 0, 3, 4, 12, 4).is_ok());
+    assert!(HeadsRef::<f32>::new(&[], 2, 0, 4, 12, 4).is_ok());
 }
 
 #[test]
@@ -751,7 +751,7 @@ fn is_a_core_error() {
     }
     // `?` converts it into a boxed error.
     fn f() -> Result<(), Box<dyn std::error::Error>> {
-        MatRef::dense(&[], 1, 1)?;
+        MatRef::<f32>::dense(&[], 1, 1)?;
         Ok(())
     }
     assert_eq!(

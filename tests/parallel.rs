@@ -38,11 +38,13 @@
 
 mod common;
 
-use common::{merge_bound, paths, Case, Layout, Path, Reference, Rng, Strided, SCORERS};
+use common::{merge_bound, paths, Case, Elem, Layout, Path, Reference, Rng, Strided, SCORERS};
 use core::ops::Range;
 use core::slice;
 use std::sync::OnceLock;
-use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, KvSplit, Mask, MatMut, MatRef, Scorer};
+use streamattn::{
+    merge, Attention, Bias, Element, Error, HeadsMut, HeadsRef, KvSplit, Mask, MatMut, MatRef, Scorer,
+};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -67,7 +69,53 @@ fn m(x: &[f32], n: usize, d: usize) -> MatRef<'_> {
 }
 
 fn par(case: &Case, kernel: Path, split: KvSplit<'_>) -> (Vec<f32>, Vec<f32>) {
-    case.run_with(kernel, |a, q, k, v, o, l| a.par_run_heads_split(q, k, v, o, l, split))
+    let split = match split {
+        KvSplit::Off => None,
+        KvSplit::At(at) => Some(Some(at.to_vec())),
+        _ => Some(None),
+    };
+    case.run_with(kernel, ParSplit(split))
+}
+
+/// `Attention::par_run_heads_split`, the split owned: `None` for
+/// `KvSplit::Off`, `Some(None)` for `Auto`, `Some(Some(points))` for
+/// `At(points)`.
+struct ParSplit(Option<Option<Vec<usize>>>);
+
+impl common::Entry for ParSplit {
+    fn call<E: Element>(
+        self,
+        a: &Attention<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
+        let split = match &self.0 {
+            None => KvSplit::Off,
+            Some(None) => KvSplit::Auto,
+            Some(Some(at)) => KvSplit::At(at),
+        };
+        a.par_run_heads_split(q, k, v, out, lse, split)
+    }
+}
+
+/// `Attention::par_run_heads`.
+struct ParRunHeads;
+
+impl common::Entry for ParRunHeads {
+    fn call<E: Element>(
+        self,
+        a: &Attention<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
+        a.par_run_heads(q, k, v, out, lse)
+    }
 }
 
 /// The parallel entries run at least this much work in parallel
@@ -93,7 +141,7 @@ fn assert_identical(case: &Case, kernel: Path, what: &str) {
     let (so, sl) = case.run(kernel);
     for p in pools() {
         let n = p.current_num_threads();
-        let (po, pl) = p.install(|| case.run_with(kernel, |a, q, k, v, o, l| a.par_run_heads(q, k, v, o, l)));
+        let (po, pl) = p.install(|| case.run_with(kernel, ParRunHeads));
         assert!(bits(&po) == bits(&so), "{what}, {kernel:?}, {n} threads: output differs");
         assert!(bits(&pl) == bits(&sl), "{what}, {kernel:?}, {n} threads: lse differs");
         // The explicit "no split" forms are the same call.
@@ -120,8 +168,10 @@ fn masks(n_q: usize, n_kv: usize) -> Vec<Mask> {
 }
 
 /// `case` with a random mask-free variant: bias per head or shared, a key
-/// length, or both, chosen by `v`; and cached key norms when `v & 8`.
+/// length, or both, chosen by `v`; cached key norms when `v & 8`; and K and
+/// V stored as `f32`, `f16` or `bf16` by `seed` (a third of the cases each).
 fn variant(mut case: Case, v: usize, seed: u64) -> Case {
+    case = case.with_elem(Elem::ALL[seed as usize % 3]);
     if v & 8 != 0 {
         case = case.with_cached_norms();
     }

@@ -2,7 +2,7 @@
 //! (tests/common), with d from 1 to 300 and n_q, n_kv from 1 to 600, so that
 //! every edge of the tiling is hit (partial key tiles, partial row blocks and
 //! micro-blocks, heads wider than a packed tile, d_v not a multiple of any
-//! lane count). Cases: `STREAMATTN_QC_CASES` (default 40).
+//! lane count), with K and V stored as `f32`, `f16` or `bf16`. Cases: `STREAMATTN_QC_CASES` (default 40).
 
 // Test and example code is held to clippy's default lints (Cargo.toml).
 #![allow(clippy::pedantic)]
@@ -10,7 +10,7 @@
 mod common;
 
 use common::Path;
-use common::{check, Case, Layout, ADDITIVE};
+use common::{check, Case, Elem, Layout, ADDITIVE};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use streamattn::{Mask, Scorer};
 
@@ -27,6 +27,8 @@ struct Shape {
     key_len: Option<usize>,
     layout: Layout,
     bias: bool,
+    /// K and V element type.
+    elem: Elem,
     seed: u64,
 }
 
@@ -77,6 +79,7 @@ impl Arbitrary for Shape {
             key_len,
             layout,
             bias: u8::arbitrary(g) % 4 == 0,
+            elem: *g.choose(&Elem::ALL).unwrap(),
             seed: u64::arbitrary(g),
         }
     }
@@ -95,7 +98,8 @@ impl Shape {
             self.scorer,
         )
         .with_mask(self.mask)
-        .with_layout(self.layout);
+        .with_layout(self.layout)
+        .with_elem(self.elem);
         if let Some(n) = self.key_len {
             c = c.with_key_len(n);
         }

@@ -116,29 +116,53 @@ impl Pages {
     }
 }
 
-/// [`data`] in a buffer of its own on the given pages, aligned to 2 MiB.
-pub struct Floats {
-    ptr: NonNull<f32>,
+/// An element type a benchmark buffer holds: `f32`, or the 16-bit floats
+/// of a key/value cache (rounded from the f32 data).
+pub trait Elem: streamattn::Element {
+    fn from_f32(x: f32) -> Self;
+}
+
+impl Elem for f32 {
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+}
+
+impl Elem for streamattn::f16 {
+    fn from_f32(x: f32) -> Self {
+        streamattn::f16::from_f32(x)
+    }
+}
+
+impl Elem for streamattn::bf16 {
+    fn from_f32(x: f32) -> Self {
+        streamattn::bf16::from_f32(x)
+    }
+}
+
+/// [`data`] (as `T`) in a buffer of its own on the given pages, aligned to 2 MiB.
+pub struct Floats<T = f32> {
+    ptr: NonNull<T>,
     len: usize,
     layout: Layout,
 }
 
 const HUGE_PAGE: usize = 2 << 20;
 
-impl Floats {
-    pub fn new(n: usize, seed: u32, pages: Pages) -> Floats {
-        let bytes = (n.max(1) * 4).next_multiple_of(HUGE_PAGE);
+impl<T: Elem> Floats<T> {
+    pub fn new(n: usize, seed: u32, pages: Pages) -> Floats<T> {
+        let bytes = (n.max(1) * size_of::<T>()).next_multiple_of(HUGE_PAGE);
         let layout = Layout::from_size_align(bytes, HUGE_PAGE).unwrap();
         // SAFETY: `layout` has a non-zero size.
-        let ptr = NonNull::new(unsafe { alloc(layout) } as *mut f32).expect("out of memory");
+        let ptr = NonNull::new(unsafe { alloc(layout) } as *mut T).expect("out of memory");
         if pages == Pages::Huge {
             advise_huge(ptr.as_ptr() as *mut u8, bytes);
         }
         for (i, x) in values(seed).take(n).enumerate() {
-            // SAFETY: `i < n` floats fit in the `bytes ≥ 4n` just allocated,
-            // which are aligned for f32 (2 MiB). The first write to each page
-            // faults it in, after the advice above.
-            unsafe { ptr.as_ptr().add(i).write(x) };
+            // SAFETY: `i < n` elements fit in the `bytes ≥ n·size_of::<T>()`
+            // just allocated, which are aligned for T (2 MiB). The first
+            // write to each page faults it in, after the advice above.
+            unsafe { ptr.as_ptr().add(i).write(T::from_f32(x)) };
         }
         let floats = Floats { ptr, len: n, layout };
         if pages == Pages::Huge {
@@ -187,23 +211,23 @@ fn advise_huge(_: *mut u8, _: usize) {
     unreachable!("Pages::available() offers huge pages on Linux only");
 }
 
-impl Deref for Floats {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
+impl<T> Deref for Floats<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
         // SAFETY: `len` floats from `ptr` were written in `new`, and the
         // allocation lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl DerefMut for Floats {
-    fn deref_mut(&mut self) -> &mut [f32] {
+impl<T> DerefMut for Floats<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl Drop for Floats {
+impl<T> Drop for Floats<T> {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
         unsafe { dealloc(self.ptr.as_ptr() as *mut u8, self.layout) }

@@ -1,11 +1,13 @@
 """PyTorch CPU attention (f32) on the shapes of benches/attention.rs, for
 figures side by side with the crate's.
 
-    python benches/peers/torch_attention.py [--threads 1] [--reps 7] [--only REGEX]
+    python benches/peers/torch_attention.py [--threads 1] [--reps 7] [--only REGEX] [--dtype f32|bf16|f16]
 
 Prints one line per (shape, method): the median time and the throughput in
 the crate's units: GFLOP/s (4 * n_q * n_kv * d per head, halved for causal)
-for prefill shapes, GiB/s of K and V read (each KV head once) for decode.
+for prefill shapes, GiB/s of K and V read (each KV head once, at the
+tensors' element size) for decode. `--dtype` sets the element type of Q, K
+and V (PyTorch computes in it; the crate keeps Q and arithmetic in f32).
 Methods: `sdpa` (scaled_dot_product_attention, `enable_gqa` for grouped
 heads), and for the distance scorers the unfused `cdist` forms that a PyTorch
 user would write (`sqdist-cdist`: -||q-k||^2/sqrt(d); `logdist-cdist`:
@@ -41,6 +43,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--only", default="", help="regex on the shape name")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -48,11 +51,12 @@ def main():
     for name, h, hk, n, m, d, causal in SHAPES:
         if not re.search(a.only, name):
             continue
-        q = torch.randn(1, h, n, d)
-        k = torch.randn(1, hk, m, d)
-        v = torch.randn(1, hk, m, d)
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
+        q = torch.randn(1, h, n, d).to(dtype)
+        k = torch.randn(1, hk, m, d).to(dtype)
+        v = torch.randn(1, hk, m, d).to(dtype)
         if n == 1:
-            work, unit = 2 * hk * m * d * 4 / 2**30, "GiB/s"
+            work, unit = 2 * hk * m * d * k.element_size() / 2**30, "GiB/s"
         else:
             work, unit = 4.0 * h * n * m * d / (2 if causal else 1) / 1e9, "GFLOP/s"
         methods = [("sdpa", lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=h != hk))]
@@ -64,7 +68,7 @@ def main():
         for mname, fn in methods:
             with torch.no_grad():
                 t = median_time(fn, a.reps)
-            print(f"{name:18s} {mname:14s} {t * 1e3:10.3f} ms {work / t:8.2f} {unit}")
+            print(f"{name:18s} {mname:14s} {a.dtype:4s} {t * 1e3:10.3f} ms {work / t:8.2f} {unit}")
 
 
 if __name__ == "__main__":

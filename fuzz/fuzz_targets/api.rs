@@ -33,8 +33,9 @@
 //! - an `Ok` call writes nothing outside the output view and `lse[..heads·n_q]`;
 //! - a row that sees no key (mask, key length) has output exactly 0, and lse
 //!   exactly `−∞`, when its query is finite;
-//! - "finite tier": when every value read is finite with `|x| ≤ 2^20` (q, k,
-//!   v, and bias entries, which may also be `−∞`), every output is finite,
+//! - "finite tier": when every value read is finite, with `|x| ≤ 2^20` for
+//!   q, k and bias entries (which may also be `−∞`; values may be anywhere
+//!   in the finite range, and `NegSqDist` queries and keys too), every output is finite,
 //!   for any valid scorer parameters, unless a `−∞` bias can meet a `+∞`
 //!   logit (a documented NaN: `eps = 0` exact match, or a scale above
 //!   `2^40` that overflows a logit). This is what the scalar path does by
@@ -48,6 +49,7 @@
 //!   `b_j` is also checked against the score bound: within
 //!   `[max b − ‖w‖₁, max b + ‖w‖₁ + ln n]` (loosely: `64u` relative slack);
 //! - "convex tier": additionally `scale ≤ 2^40` (no logit overflows),
+//!   `NegSqDist` queries and keys with `|x| ≤ 2^20` (no key overflows to weight 0),
 //!   `NegLogDist` with `p ≤ 4`, `eps ≤ 2^100` (no weight overflows or
 //!   vanishes), or `Additive`: each output is a convex combination of the values of the keys
 //!   the row sees with a finite bias, `min v − s ≤ O ≤ max v + s` with

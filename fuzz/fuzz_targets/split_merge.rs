@@ -1,7 +1,10 @@
 //! Split-KV: the whole computed with `run_lse` equals the key range split at
 //! 1–3 fuzz-chosen points, each part run with `run_lse` on sub-views of K, V
 //! (and of the bias), and the parts combined with `streamattn::merge` in a
-//! fuzz-chosen order and association.
+//! fuzz-chosen order and association; and `par_run_heads_split` with the
+//! same points equals the parts merged in key order, except for rows with
+//! `+∞` scores in two or more parts, which it computes over all their keys
+//! (the whole reference).
 //!
 //! Input: a valid single-head problem from `valid::case` (mask `None`; any
 //! of the four scorers, `Additive` with its weights included), a
@@ -62,6 +65,12 @@
 //!   (from the whole reference and through the tree); those differ by f64
 //!   rounding, ~2^29 times below any f32 term of the bounds, absorbed by a
 //!   relative `1e-12`.
+//! - **`par_run_heads_split`** merges its parts in key order with the same
+//!   arithmetic as `merge`: its result is bounded by the left-to-right tree
+//!   of the same leaves (`t_root`, `λ_root` against the exact union, no
+//!   second kernel term), except rows with `+∞` scores in two or more parts,
+//!   which it computes again over all their keys: those are compared to the
+//!   whole problem's reference with its tolerance.
 #![no_main]
 
 #[path = "../../tests/common/mod.rs"]
@@ -72,7 +81,7 @@ mod valid;
 use arbitrary::{Result, Unstructured};
 use common::{gamma, Case, Path, Reference, Strided, E_EXP, U};
 use libfuzzer_sys::fuzz_target;
-use streamattn::{merge, Attention, Bias, MatMut, MatRef};
+use streamattn::{merge, Attention, Bias, Element, HeadsMut, HeadsRef, KvSplit, MatMut, MatRef};
 
 const TINY: f64 = 7.2e-43; // 2^-140
 const SUB: f64 = 1.401298464324817e-45; // 2^-149
@@ -184,6 +193,36 @@ fn run(u: &mut Unstructured) -> Result<()> {
         })
         .collect();
 
+    // The parallel split entry with the same points (module docs).
+    let mut in_order = parts[0].clone();
+    for p in &parts[1..] {
+        merge_into(&mut in_order, p, n_q, dv);
+    }
+    let points = &bounds[1..bounds.len() - 1];
+    let (po, pl) = case.run_with(part_kernel, ParSplit(points.to_vec()));
+    let par_ctx = format!(
+        "{n_q} x {n} keys (cache {n_kv}), d = {d}, dv = {dv}, {:?}, bias = {}, par_run_heads_split at \
+         {points:?} ({part_kernel:?})",
+        case.scorer,
+        case.bias.is_some()
+    );
+    for i in 0..n_q {
+        let (row, lse) = (&po[i * dv..(i + 1) * dv], pl[i]);
+        if in_order.nan[i] || nan_whole.contains(&i) {
+            assert!(
+                row.iter().all(|x| x.is_nan()) && lse.is_nan(),
+                "{par_ctx}: row {i} has a NaN score but got {row:?}, lse {lse}"
+            );
+        } else if in_order.averaged[i] {
+            let tol = |c: usize| rw.tol[i * dv + c];
+            assert_row(&par_ctx, "whole reference", i, (row, lse), (&rw.out, rw.lse[i]), tol, rw.lse_tol[i]);
+        } else {
+            let m = &in_order;
+            let tol = |c: usize| m.tol[i * dv + c];
+            assert_row(&par_ctx, "parts merged in order", i, (row, lse), (&m.exact, m.exact_lse[i]), tol, m.lse_tol[i]);
+        }
+    }
+
     // Merge in a fuzz-chosen order: pick two, merge one into the other.
     for &(x, y) in &order {
         if parts.len() < 2 {
@@ -233,29 +272,60 @@ fn run(u: &mut Unstructured) -> Result<()> {
         } else {
             (&wo64, &rw.tol, wl[i] as f64, rw.lse_tol[i], "whole")
         };
-        for c in 0..dv {
-            let idx = i * dv + c;
-            let (x, y) = (m.out[idx] as f64, target[idx]);
-            let bound = m.tol[idx] + target_tol[idx] + 1e-12 * y.abs();
-            assert!(
-                (x - y).abs() <= bound || (x.is_nan() && y.is_nan()),
-                "{ctx}: row {i} col {c}: merged {x:e} vs {vs} {y:e}, error {:e} > {bound:e}",
-                (x - y).abs()
-            );
-        }
-        let (x, y) = (m.lse[i] as f64, target_lse);
-        let ok = if y.is_infinite() || x.is_infinite() {
-            x == y
-        } else {
-            (x - y).abs() <= m.lse_tol[i] + target_lse_tol + 1e-12 * y.abs()
-        };
-        assert!(
-            ok,
-            "{ctx}: row {i}: merged lse {x:e} vs {vs} {y:e}, bound {:e}",
-            m.lse_tol[i] + target_lse_tol
-        );
+        let row = (&m.out[i * dv..(i + 1) * dv], m.lse[i]);
+        let tol = |c: usize| m.tol[i * dv + c] + target_tol[i * dv + c];
+        assert_row(&ctx, vs, i, row, (target, target_lse), tol, m.lse_tol[i] + target_lse_tol);
     }
     Ok(())
+}
+
+/// `Attention::par_run_heads_split` at these points.
+struct ParSplit(Vec<usize>);
+
+impl common::Entry for ParSplit {
+    fn call<E: Element>(
+        self,
+        a: &Attention<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> std::result::Result<(), streamattn::Error> {
+        a.par_run_heads_split(q, k, v, out, lse, KvSplit::At(&self.0))
+    }
+}
+
+/// Row `i` of a result (`got`: its columns and lse) against a target
+/// (`want`: the whole `[row][col]` f64 output and row `i`'s lse) within
+/// `tol(c)` per column and `lse_tol`, plus `1e-12` relative for the
+/// target's own f64 rounding; infinite lse must match exactly.
+fn assert_row(
+    ctx: &str,
+    vs: &str,
+    i: usize,
+    (got, got_lse): (&[f32], f32),
+    (want, want_lse): (&[f64], f64),
+    tol: impl Fn(usize) -> f64,
+    lse_tol: f64,
+) {
+    let dv = got.len();
+    for (c, &x) in got.iter().enumerate() {
+        let (x, y) = (x as f64, want[i * dv + c]);
+        let bound = tol(c) + 1e-12 * y.abs();
+        assert!(
+            (x - y).abs() <= bound || (x.is_nan() && y.is_nan()),
+            "{ctx}: row {i} col {c}: {x:e} vs {vs} {y:e}, error {:e} > {bound:e}",
+            (x - y).abs()
+        );
+    }
+    let (x, y) = (got_lse as f64, want_lse);
+    let ok = if y.is_infinite() || x.is_infinite() {
+        x == y
+    } else {
+        (x - y).abs() <= lse_tol + 1e-12 * y.abs()
+    };
+    assert!(ok, "{ctx}: row {i}: lse {x:e} vs {vs} {y:e}, bound {lse_tol:e}");
 }
 
 /// Runs keys `lo..hi` of the packed cache with `run_lse`, reading K, V and the

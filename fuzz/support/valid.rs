@@ -20,11 +20,23 @@
 //!   is on a grid too (`n · 2^e`, `e ≥ −79`), so every product `w_c · tanh`
 //!   stays normal.
 //! - Bias entries are finite (`|b| ≤ 2^15`) or `−∞` (masking); never `+∞` or NaN.
-//! - Two exceptions, applied after those guards: values scaled up to about
-//!   `2^126` (sums of a few overflow f32; the output must not), and for
-//!   `NegLogDist` one key coordinate of `±2^66`, whose squared distance
-//!   overflows f32 in every kernel (the reference gives it weight 0, as
-//!   documented).
+//! - Exceptions, applied after those guards: values scaled up to about
+//!   `2^126` (sums of a few overflow f32; the output must not); for
+//!   `NegSqDist`, queries and keys scaled by `2^t` up to about `2^66` with
+//!   the scale times `2^-2t` (the same scores exactly, with `‖q‖²` and `‖k‖²`
+//!   beyond f32); and one far key: for `NegLogDist` a coordinate of `±2^66`,
+//!   whose squared distance overflows f32 in every kernel (the reference
+//!   gives it weight 0, as documented), for `NegSqDist` a coordinate of
+//!   `±2^100`, or a key at the origin when the data were scaled up (weight
+//!   0 in exact arithmetic too; the reference's tolerance leaves out keys
+//!   that weigh nothing, see `tests/common`). A `NegSqDist` case with a
+//!   squared distance or score within a factor 2 of `f32::MAX` (overflow
+//!   decided by rounding) is skipped.
+//!
+//! K and V are stored as `f32`, `f16` or `bf16`: their data
+//! are rounded to those types after everything above (a case whose values
+//! leave the f16 range is skipped), and the reference takes the rounded
+//! values as the inputs.
 //!
 //! Special structure the decoder can ask for: for the distance scorers, a
 //! cluster far from the origin (one offset, up to `2^10` times the data's
@@ -40,7 +52,7 @@
 //! the `Additive` weights are a boxed slice that `Owned` frees when dropped
 //! (a leak would trip LeakSanitizer); use it as a `Case` (`Deref`).
 
-use crate::common::{Case, Layout, Reference, Rng};
+use crate::common::{Case, Elem, Layout, Reference, Rng};
 use arbitrary::{Result, Unstructured};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -319,6 +331,11 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
     // `NegLogDist` a key so far from every query that its squared distance
     // overflows (weight 0); applied after the magnitude guards.
     let (huge_values, far_key) = (one_in(u, 8)?, one_in(u, 6)?);
+    // For `NegSqDist`, the whole problem moved far from the origin: the
+    // exponent (48 to 66) that the largest query or key entry is scaled to.
+    let far = if one_in(u, 4)? { Some(u.int_in_range(48i32..=66)?) } else { None };
+    // K and V stored as 16-bit floats half the time.
+    let elem = if one_in(u, 2)? { *u.choose(&[Elem::F16, Elem::Bf16])? } else { Elem::F32 };
     let offset = if one_in(u, 4)? { Some(u.int_in_range(0i32..=10)?) } else { None };
     let (fq, fk, fv) = (fill(u, -24, 12)?, fill(u, -24, 12)?, fill(u, -24, 10)?);
     let fb = fill(u, -8, 5)?;
@@ -335,6 +352,9 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
     let mut q = tensor(u, &mut rng, heads * n_q * d, fq)?;
     let mut k = tensor(u, &mut rng, kv_heads * n_kv * d, fk)?;
     let mut v = tensor(u, &mut rng, kv_heads * n_kv * dv, fv)?;
+    // Stored types first too, so that the edits below copy stored values
+    // (a query equal to a key stays equal to it).
+    k.iter_mut().chain(v.iter_mut()).for_each(|x| *x = elem.round(*x));
     let (eq, ek) = (fq.e, fk.e);
     let mut e_min = eq.min(ek);
 
@@ -447,10 +467,58 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         // max|v| ≤ 2^20 (guard above): ≤ 2^126 ≈ 8.5e37, exactly scaled.
         v.iter_mut().for_each(|x| *x *= pow2(106));
     }
-    if far_key && matches!(scorer, Scorer::NegLogDist { .. }) && n_kv > 0 {
-        // |k_c| = 2^66 against |q_c| ≤ 2^24: d² > 2^131 > 2·f32::MAX.
-        let at = rng.below(kv_heads * n_kv) * d + rng.below(d);
-        k[at] = if rng.below(2) == 0 { pow2(66) } else { -pow2(66) };
+    let mut far_scaled = false;
+    if let (Some(top), Scorer::NegSqDist { scale: sc }) = (far, scorer) {
+        // q and k times 2^t, the scale times 2^-2t: every score, every guard
+        // above and the tolerance are exactly those of the unscaled data,
+        // while the entries reach up to 2^66, where ‖q‖², ‖k‖² and the norm
+        // trick's terms overflow f32. The scale stays a normal number.
+        let sc = sc.unwrap_or(1.0 / (d as f32).sqrt());
+        let mx = max_abs(&q).max(max_abs(&k));
+        let t = if mx > 0.0 { (top - mx.log2().floor() as i32).min((sc.log2().floor() as i32 + 126) / 2) } else { 0 };
+        if t > 0 {
+            q.iter_mut().chain(k.iter_mut()).for_each(|x| *x *= pow2(t));
+            scorer = Scorer::NegSqDist { scale: Some(sc * pow2(-2 * t)) };
+            far_scaled = true;
+        }
+    }
+    if far_key && n_kv > 0 {
+        let at = rng.below(kv_heads * n_kv);
+        let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+        match scorer {
+            // |k_c| = 2^66 against |q_c| ≤ 2^24: d² > 2^131 > 2·f32::MAX.
+            Scorer::NegLogDist { .. } => k[at * d + rng.below(d)] = sign * pow2(66),
+            // A key at the origin, far from the moved cluster (its d² may
+            // overflow f32 or not; its weight is 0 either way).
+            Scorer::NegSqDist { .. } if far_scaled => k[at * d..][..d].fill(0.0),
+            // d² > 2^199: overflows f32 in every kernel, weight 0.
+            Scorer::NegSqDist { .. } => k[at * d + rng.below(d)] = sign * pow2(100),
+            _ => {}
+        }
+    }
+
+    // K and V rounded to their element types (the reference takes the
+    // rounded values as the inputs); skipped if a value leaves the f16 range.
+    k.iter_mut().chain(v.iter_mut()).for_each(|x| *x = elem.round(*x));
+    if k.iter().chain(&v).any(|x| x.is_infinite()) {
+        return Ok(None);
+    }
+
+    // NegSqDist: no squared distance or score within a factor 2 of
+    // f32::MAX, where whether it overflows depends on rounding.
+    if let Scorer::NegSqDist { scale } = scorer {
+        let sc = scale_of(scale);
+        let band = |x: f64| (f32::MAX as f64 / 2.0..=4.0 * f32::MAX as f64).contains(&x);
+        for h in 0..heads {
+            for qi in q[h * n_q * d..][..n_q * d].chunks_exact(d) {
+                for kj in k[h / group * n_kv * d..][..n_kv * d].chunks_exact(d) {
+                    let d2: f64 = qi.iter().zip(kj).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+                    if band(d2) || band(sc * d2) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
     }
 
     // Bias: finite grid values or −∞, per head or shared.
@@ -472,6 +540,7 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         layout,
         // Half the cases hand the kernels cached key norms (`key_norms`).
         cached_norms: rng.below(2) == 0,
+        elem,
     };
     if let Some((shared, mode)) = bias_mode {
         let bh = if shared { 1 } else { heads };

@@ -27,9 +27,12 @@ mod tuning;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+use crate::element::sealed::Slice;
+use crate::Element;
 use core::fmt;
 use core::ops::{Add, Div, Mul, Sub};
 use core::str::FromStr;
+use half::slice::HalfFloatSliceExt;
 
 pub(crate) use tuning::{Prefetch, Tuning, BLOCK_ROWS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, TILE_KEYS};
 
@@ -222,9 +225,45 @@ pub(crate) trait Simd: Copy {
     fn load(self, s: &[f32]) -> Self::V;
     /// The first `min(LANES, s.len())` elements of `s`, zeros after.
     fn load_partial(self, s: &[f32]) -> Self::V;
+    /// The first `LANES` IEEE binary16 values (their bits) of `s`, widened
+    /// to `f32` (panics if `s` is shorter).
+    fn load_f16(self, s: &[u16]) -> Self::V;
+    /// The first `LANES` bfloat16 values (their bits) of `s`, widened to
+    /// `f32` (panics if `s` is shorter).
+    fn load_bf16(self, s: &[u16]) -> Self::V;
     /// Runs `f` in a function compiled with the level's target features, so
     /// that the `#[inline(always)]` kernel code it calls is compiled for them.
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R;
+
+    /// The first `LANES` elements of `s` as `f32` (widened if 16-bit; panics
+    /// if `s` is shorter).
+    #[inline(always)]
+    fn load_e<E: Element>(self, s: &[E]) -> Self::V {
+        match E::slice(s) {
+            Slice::F32(x) => self.load(x),
+            Slice::F16(x) => self.load_f16(x.reinterpret_cast()),
+            Slice::Bf16(x) => self.load_bf16(x.reinterpret_cast()),
+        }
+    }
+
+    /// The first `min(LANES, s.len())` elements of `s` as `f32`, zeros after.
+    #[inline(always)]
+    fn load_partial_e<E: Element>(self, s: &[E]) -> Self::V {
+        let mut buf = [0u16; 16];
+        match E::slice(s) {
+            Slice::F32(x) => self.load_partial(x),
+            Slice::F16(x) => {
+                let n = x.len().min(Self::LANES);
+                buf[..n].copy_from_slice(&x.reinterpret_cast()[..n]);
+                self.load_f16(&buf)
+            }
+            Slice::Bf16(x) => {
+                let n = x.len().min(Self::LANES);
+                buf[..n].copy_from_slice(&x.reinterpret_cast()[..n]);
+                self.load_bf16(&buf)
+            }
+        }
+    }
 }
 
 /// Work generic over the level: [`dispatch`] runs it with the token of the
@@ -269,7 +308,7 @@ pub(crate) fn dispatch<J: Job>(cap: Level, job: J) -> J::Output {
 /// reads nothing the program sees and cannot fault. `prefetcht1` on x86-64;
 /// nothing elsewhere.
 #[inline(always)]
-pub(crate) fn prefetch_l2(x: &[f32]) {
+pub(crate) fn prefetch_l2<T>(x: &[T]) {
     #[cfg(target_arch = "x86_64")]
     x86_64::prefetch_l2(x);
     #[cfg(not(target_arch = "x86_64"))]
@@ -318,6 +357,81 @@ mod tests {
     }
 
     /// Each supported level's token runs a job and reports its level.
+    /// `x` as widened to f32: the same value (exactly); a NaN a NaN of the
+    /// same sign and payload (the quiet bit may be set).
+    fn same(got: f32, want: f32) -> bool {
+        if want.is_nan() {
+            got.is_nan() && (got.to_bits() ^ want.to_bits()) & !0x0040_0000 == 0
+        } else {
+            got.to_bits() == want.to_bits()
+        }
+    }
+
+    /// IEEE binary16 decoded from its fields, in f64 (independent of `half`).
+    fn f16_value(b: u16) -> f64 {
+        let (sign, e, m) =
+            (if b >> 15 == 1 { -1.0 } else { 1.0 }, i32::from(b >> 10 & 0x1f), f64::from(b & 0x3ff));
+        match e {
+            0 => sign * m * 2f64.powi(-24),
+            31 if m == 0.0 => sign * f64::INFINITY,
+            31 => f64::NAN,
+            _ => sign * (1024.0 + m) * 2f64.powi(e - 25),
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn every_16_bit_pattern_widens_exactly_at_every_level() {
+        use half::{bf16, f16};
+        for b in 0..=u16::MAX {
+            let (x, want) = (f16::from_bits(b).to_f32(), f16_value(b));
+            assert!(x.is_nan() && want.is_nan() || f64::from(x) == want, "f16 {b:#06x}: {x} vs {want}");
+            assert!(same(Element::to_f32(f16::from_bits(b)), x), "f16 {b:#06x}");
+        }
+        #[derive(Clone, Copy)]
+        struct Widen;
+        impl Job for Widen {
+            type Output = ();
+            fn run<S: Simd>(self, s: S) {
+                let l = S::LANES;
+                let mut out = [0.0f32; 16];
+                for base in (0..=u16::MAX as usize).step_by(l) {
+                    let h: [f16; 16] = core::array::from_fn(|t| f16::from_bits((base + t) as u16));
+                    let b: [bf16; 16] = core::array::from_fn(|t| bf16::from_bits((base + t) as u16));
+                    let n = base / l % (l + 1); // 0..=l lanes for the partial loads
+                    s.load_e(&h[..]).store(&mut out);
+                    for t in 0..l {
+                        assert!(
+                            same(out[t], Element::to_f32(h[t])),
+                            "{:?} f16 {:#06x}: {}",
+                            S::LEVEL,
+                            base + t,
+                            out[t]
+                        );
+                    }
+                    s.load_e(&b[..]).store(&mut out);
+                    for t in 0..l {
+                        let want = f32::from_bits(((base + t) as u32) << 16);
+                        assert!(same(out[t], want), "{:?} bf16 {:#06x}: {}", S::LEVEL, base + t, out[t]);
+                    }
+                    s.load_partial_e(&h[..n]).store(&mut out);
+                    assert!(out[..l].iter().enumerate().all(|(t, &x)| if t < n {
+                        same(x, h[t].to_f32())
+                    } else {
+                        x == 0.0
+                    }));
+                    s.load_partial_e(&b[..n]).store(&mut out);
+                    assert!(out[..l].iter().enumerate().all(|(t, &x)| if t < n {
+                        same(x, Element::to_f32(b[t]))
+                    } else {
+                        x == 0.0
+                    }));
+                }
+            }
+        }
+        each_level(Widen);
+    }
+
     #[test]
     fn dispatch_runs_the_level_capped_to() {
         struct Which;

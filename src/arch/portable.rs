@@ -3,6 +3,8 @@
 //! on `wide::f32x4`, whose layout the build's target features pick.
 
 use super::{tuning, Level, Simd, Tuning, Vector};
+use crate::Element;
+use half::{bf16, f16};
 use wide::f32x4;
 
 /// The `Generic` level: needs nothing, so anyone may make it.
@@ -25,6 +27,14 @@ impl Simd for Generic {
     #[inline(always)]
     fn load_partial(self, s: &[f32]) -> f32 {
         s.first().copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
+    fn load_f16(self, s: &[u16]) -> f32 {
+        Element::to_f32(f16::from_bits(s[0]))
+    }
+    #[inline(always)]
+    fn load_bf16(self, s: &[u16]) -> f32 {
+        Element::to_f32(bf16::from_bits(s[0]))
     }
     #[inline(always)]
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
@@ -191,6 +201,14 @@ impl Simd for Wide4 {
         let n = s.len().min(4);
         a[..n].copy_from_slice(&s[..n]);
         f32x4::new(a)
+    }
+    #[inline(always)]
+    fn load_f16(self, s: &[u16]) -> f32x4 {
+        f32x4::new(core::array::from_fn(|t| Element::to_f32(f16::from_bits(s[t]))))
+    }
+    #[inline(always)]
+    fn load_bf16(self, s: &[u16]) -> f32x4 {
+        f32x4::new(core::array::from_fn(|t| Element::to_f32(bf16::from_bits(s[t]))))
     }
     #[inline(always)]
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {

@@ -7,6 +7,7 @@ use super::scratch::{carve, copy_in, copy_lse, dense, disjoint_spans};
 use crate::problem::Problem;
 use crate::softmax::merge_row;
 use crate::view::Layout;
+use crate::Element;
 use crate::{HeadsMut, Kernel};
 use core::ops::Range;
 use rayon::prelude::*;
@@ -17,9 +18,9 @@ use std::vec::Vec;
 /// single-thread kernel exactly as inside the whole call ([`units`](super::plan::units)), so the
 /// result is bit-identical. Outputs whose tasks span disjoint memory are
 /// written in place, others through scratch.
-pub(super) fn run_units(
+pub(super) fn run_units<E: Element>(
     kernel: Kernel,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     units: &[Unit],
     out: HeadsMut<'_>,
     lse: Option<&mut [f32]>,
@@ -61,9 +62,9 @@ pub(super) fn run_units(
 /// One part of one task of a split call, computed into dense
 /// `[heads][rows][d_v]` scratch with its `[heads][rows]` log-sum-exps
 /// (rows that see no key of the part keep 0 and `−∞`).
-fn compute_part(
+fn compute_part<E: Element>(
     kernel: Kernel,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     u: &Unit,
     keys: Range<usize>,
     out: &mut [f32],
@@ -95,9 +96,9 @@ struct Partial {
 
 /// A split call: every (task, part) pair computed in parallel, then each
 /// task's parts merged in key order ([`merge_row`]) and copied in.
-pub(super) fn run_split(
+pub(super) fn run_split<E: Element>(
     kernel: Kernel,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     units: &[Unit],
     points: &[usize],
     out: HeadsMut<'_>,

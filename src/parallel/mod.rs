@@ -69,7 +69,7 @@ mod exec;
 mod plan;
 mod scratch;
 
-use crate::{Attention, Error, HeadsMut, HeadsRef, MatMut, MatRef};
+use crate::{Attention, Element, Error, HeadsMut, HeadsRef, MatMut, MatRef};
 use std::vec::Vec;
 
 /// How [`Attention::par_run_heads_split`] may split each query row's key range
@@ -146,7 +146,13 @@ impl Attention<'_> {
     /// assert_eq!(a, b);
     /// # Ok::<(), streamattn::Error>(())
     /// ```
-    pub fn par_run(&self, q: MatRef<'_>, k: MatRef<'_>, v: MatRef<'_>, out: MatMut<'_>) -> Result<(), Error> {
+    pub fn par_run<E: Element>(
+        &self,
+        q: MatRef<'_>,
+        k: MatRef<'_, E>,
+        v: MatRef<'_, E>,
+        out: MatMut<'_>,
+    ) -> Result<(), Error> {
         self.par_run_heads(
             HeadsRef::from_mat(q),
             HeadsRef::from_mat(k),
@@ -177,11 +183,11 @@ impl Attention<'_> {
     /// assert!(lse.iter().all(|l| l.is_finite()));
     /// # Ok::<(), streamattn::Error>(())
     /// ```
-    pub fn par_run_lse(
+    pub fn par_run_lse<E: Element>(
         &self,
         q: MatRef<'_>,
-        k: MatRef<'_>,
-        v: MatRef<'_>,
+        k: MatRef<'_, E>,
+        v: MatRef<'_, E>,
         out: MatMut<'_>,
         lse: &mut [f32],
     ) -> Result<(), Error> {
@@ -219,11 +225,11 @@ impl Attention<'_> {
     /// assert_eq!(a, b);
     /// # Ok::<(), streamattn::Error>(())
     /// ```
-    pub fn par_run_heads(
+    pub fn par_run_heads<E: Element>(
         &self,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
         out: HeadsMut<'_>,
         lse: Option<&mut [f32]>,
     ) -> Result<(), Error> {
@@ -261,11 +267,11 @@ impl Attention<'_> {
     /// assert!((lse_w[0] - lse_s[0]).abs() <= 1e-5 * lse_w[0].abs());
     /// # Ok::<(), streamattn::Error>(())
     /// ```
-    pub fn par_run_heads_split(
+    pub fn par_run_heads_split<E: Element>(
         &self,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
         out: HeadsMut<'_>,
         lse: Option<&mut [f32]>,
         split: KvSplit<'_>,
@@ -289,11 +295,11 @@ impl Attention<'_> {
     /// arguments on the current pool; empty when it would not split. For
     /// tests and diagnostics.
     #[doc(hidden)]
-    pub fn par_split_points(
+    pub fn par_split_points<E: Element>(
         &self,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
         out: &HeadsMut<'_>,
         split: KvSplit<'_>,
     ) -> Result<Vec<usize>, Error> {

@@ -8,6 +8,7 @@ use super::KvSplit;
 // more rows than that, so it takes the prefill path too.
 use crate::arch::{BLOCK_ROWS, DECODE_ROWS, TILE_KEYS};
 use crate::problem::Problem;
+use crate::Element;
 use crate::{Error, Kernel};
 use core::ops::Range;
 use std::vec::Vec;
@@ -53,7 +54,7 @@ pub(super) struct Unit {
 /// - tiled kernel, at most `DECODE_ROWS` rows: one task per key/value head
 ///   with all its query heads, so the task has the call's `group · n_q` and
 ///   takes the same path (one decode pass, or per-head prefill).
-pub(super) fn units(p: &Problem<'_>, kernel: Kernel) -> Vec<Unit> {
+pub(super) fn units<E: Element>(p: &Problem<'_, E>, kernel: Kernel) -> Vec<Unit> {
     let (n_heads, n_q, g) = (p.q.heads(), p.q.rows(), p.group);
     let chunk = match kernel {
         Kernel::Scalar => SCALAR_ROWS,
@@ -77,7 +78,11 @@ pub(super) fn units(p: &Problem<'_>, kernel: Kernel) -> Vec<Unit> {
 
 /// The interior split points of a call (increasing, inside `1..n_kv`):
 /// checks and normalises [`KvSplit::At`], computes [`KvSplit::Auto`].
-pub(super) fn split_points(p: &Problem<'_>, kernel: Kernel, split: KvSplit<'_>) -> Result<Vec<usize>, Error> {
+pub(super) fn split_points<E: Element>(
+    p: &Problem<'_, E>,
+    kernel: Kernel,
+    split: KvSplit<'_>,
+) -> Result<Vec<usize>, Error> {
     let n_kv = p.k.rows();
     match split {
         KvSplit::Off => Ok(Vec::new()),
@@ -100,7 +105,7 @@ pub(super) fn split_points(p: &Problem<'_>, kernel: Kernel, split: KvSplit<'_>) 
 }
 
 /// The [`KvSplit::Auto`] policy (documented there).
-fn auto_points(p: &Problem<'_>, n_units: usize, threads: usize) -> Vec<usize> {
+fn auto_points<E: Element>(p: &Problem<'_, E>, n_units: usize, threads: usize) -> Vec<usize> {
     if threads <= 1 || n_units.is_multiple_of(threads) || n_units >= 8 * threads {
         return Vec::new();
     }

@@ -36,13 +36,14 @@ use crate::problem::Problem;
 use crate::scorer::sq_dist;
 use crate::softmax::Running;
 use crate::view::Layout;
+use crate::Element;
 use core::ops::Range;
 
 /// Computes the rows `at` (1 to [`DECODE_ROWS`], all reading the same
 /// key/value head).
-pub(crate) fn rows<S: Simd>(
+pub(crate) fn rows<S: Simd, E: Element>(
     simd: S,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     at: &[At],
     out: &mut [f32],
     ol: &Layout,
@@ -51,7 +52,7 @@ pub(crate) fn rows<S: Simd>(
     macro_rules! by_count {
         ($($n:literal)*) => {
             match at.len() {
-                $($n => simd.vectorize(#[inline(always)] || pass::<S, $n>(simd, p, at.try_into().unwrap(), out, ol, lse)),)*
+                $($n => simd.vectorize(#[inline(always)] || pass::<S, E, $n>(simd, p, at.try_into().unwrap(), out, ol, lse)),)*
                 _ => unreachable!("a decode pass has 1 to {} rows", DECODE_ROWS),
             }
         };
@@ -62,9 +63,9 @@ pub(crate) fn rows<S: Simd>(
 /// `R` rows: their states, and for `NegSqDist` their centre (centre.rs,
 /// at most [`DECODE_COLS`] columns) and offset rows; then [`stream`].
 #[inline(always)]
-fn pass<S: Simd, const R: usize>(
+fn pass<S: Simd, E: Element, const R: usize>(
     simd: S,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     at: [At; R],
     out: &mut [f32],
     ol: &Layout,
@@ -81,7 +82,7 @@ fn pass<S: Simd, const R: usize>(
         // One row is its own centre: offset row 0, `‖q − c‖² = 0`, and the
         // pass measures `‖k − q‖²` directly. No scratch to fill.
         let zero: [&[f32]; R] = [&centre::ZEROS[..p.q.cols()]; R];
-        stream::<S, R>(simd, p, at, zero, Some(q[0]), state, out, ol, lse);
+        stream::<S, E, R>(simd, p, at, zero, Some(q[0]), state, out, ol, lse);
     } else if centred(p.kind) {
         let d = p.q.cols();
         let mut c = [0.0f32; DECODE_COLS];
@@ -92,9 +93,9 @@ fn pass<S: Simd, const R: usize>(
             state.q_norm[r] = sq_dist(q[r], &c[..d]);
         }
         let qc = core::array::from_fn(|r| &qc[r][..d]);
-        stream::<S, R>(simd, p, at, qc, Some(&c[..d]), state, out, ol, lse);
+        stream::<S, E, R>(simd, p, at, qc, Some(&c[..d]), state, out, ol, lse);
     } else {
-        stream::<S, R>(simd, p, at, q, None, state, out, ol, lse);
+        stream::<S, E, R>(simd, p, at, q, None, state, out, ol, lse);
     }
 }
 
@@ -108,9 +109,9 @@ struct State<const R: usize> {
 /// each tile of scores, then its weights and values.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn stream<S: Simd, const R: usize>(
+fn stream<S: Simd, E: Element, const R: usize>(
     simd: S,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     at: [At; R],
     q: [&[f32]; R],
     centre: Option<&[f32]>,
@@ -151,7 +152,7 @@ fn stream<S: Simd, const R: usize>(
                 prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
             }
         };
-        dots::<S, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, centre, ahead);
+        dots::<S, E, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, centre, ahead);
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
         // the registers allow, next to one vector of values per output vector.
@@ -159,10 +160,10 @@ fn stream<S: Simd, const R: usize>(
         let scores = Scores { t0, s: &mut s, kn: &kn };
         let dest = &mut Dest { data: &mut *out, layout: ol };
         match S::TUNING.decode[R].out_vectors {
-            8 => update::<S, R, 8>(simd, p, rows, scores, dest, next),
-            4 => update::<S, R, 4>(simd, p, rows, scores, dest, next),
-            2 => update::<S, R, 2>(simd, p, rows, scores, dest, next),
-            _ => update::<S, R, 1>(simd, p, rows, scores, dest, next),
+            8 => update::<S, E, R, 8>(simd, p, rows, scores, dest, next),
+            4 => update::<S, E, R, 4>(simd, p, rows, scores, dest, next),
+            2 => update::<S, E, R, 2>(simd, p, rows, scores, dest, next),
+            _ => update::<S, E, R, 1>(simd, p, rows, scores, dest, next),
         }
     }
     for r in 0..R {
@@ -177,10 +178,10 @@ fn stream<S: Simd, const R: usize>(
 /// set). Calls `ahead(j)` before reading key `j`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dots<'k, S: Simd, const R: usize>(
+fn dots<'k, S: Simd, E: Element, const R: usize>(
     simd: S,
     q: &[&[f32]; R],
-    keys: impl Fn(usize) -> &'k [f32],
+    keys: impl Fn(usize) -> &'k [E],
     range: Range<usize>,
     s: &mut [[f32; TK]; R],
     kn: &mut [f32; TK],
@@ -193,12 +194,12 @@ fn dots<'k, S: Simd, const R: usize>(
     macro_rules! blocks {
         ($kb:literal, $n:literal, $c:literal) => {
             while range.end - j >= $kb {
-                let mut k: [&[f32]; $kb] = [&[]; $kb];
+                let mut k: [&[E]; $kb] = [&[]; $kb];
                 for b in 0..$kb {
                     ahead(j + b);
                     k[b] = keys(j + b);
                 }
-                let (dots, k_norms) = block::<S, R, $kb, $n, $c>(simd, q, k, c);
+                let (dots, k_norms) = block::<S, E, R, $kb, $n, $c>(simd, q, k, c);
                 for b in 0..$kb {
                     for r in 0..R {
                         s[r][j + b] = dots[r][b];
@@ -230,10 +231,10 @@ fn dots<'k, S: Simd, const R: usize>(
 /// key vector is loaded once, each query vector once per block. If `C`, the
 /// keys are `k_b − centre`.
 #[inline(always)]
-fn block<S: Simd, const R: usize, const KB: usize, const N: bool, const C: bool>(
+fn block<S: Simd, E: Element, const R: usize, const KB: usize, const N: bool, const C: bool>(
     simd: S,
     q: &[&[f32]; R],
-    k: [&[f32]; KB],
+    k: [&[E]; KB],
     centre: &[f32],
 ) -> ([[f32; KB]; R], [f32; KB]) {
     let l = S::LANES;
@@ -247,7 +248,7 @@ fn block<S: Simd, const R: usize, const KB: usize, const N: bool, const C: bool>
     while c + l <= d {
         let cv = if C { simd.load(&centre[c..c + l]) } else { simd.splat(0.0) };
         for b in 0..KB {
-            kv[b] = simd.load(&k[b][c..c + l]);
+            kv[b] = simd.load_e(&k[b][c..c + l]);
             if C {
                 kv[b] = kv[b] - cv;
             }
@@ -264,7 +265,7 @@ fn block<S: Simd, const R: usize, const KB: usize, const N: bool, const C: bool>
     if c < d {
         let cv = if C { simd.load_partial(&centre[c..]) } else { simd.splat(0.0) };
         for b in 0..KB {
-            kv[b] = simd.load_partial(&k[b][c..]);
+            kv[b] = simd.load_partial_e(&k[b][c..]);
             if C {
                 kv[b] = kv[b] - cv;
             }

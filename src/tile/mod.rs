@@ -54,7 +54,7 @@ use crate::problem::Problem;
 use crate::scorer::{dot, sq_dist, Kind};
 use crate::softmax::Running;
 use crate::view::Layout;
-use crate::MatRef;
+use crate::{Element, MatRef};
 use centre::centred;
 use core::ops::Range;
 use pv::Out;
@@ -80,14 +80,14 @@ struct Centring {
 /// A call of the tiled kernel, run at a level by [`crate::arch::dispatch`]:
 /// every head of `problem` into `out` (laid out by `layout`) and, if given,
 /// the log-sum-exps `lse[h * n_q + i]`.
-pub(crate) struct Tiled<'c, 'p> {
-    pub problem: &'c Problem<'p>,
+pub(crate) struct Tiled<'c, 'p, E: Element> {
+    pub problem: &'c Problem<'p, E>,
     pub out: &'c mut [f32],
     pub layout: &'c Layout,
     pub lse: Option<&'c mut [f32]>,
 }
 
-impl Job for Tiled<'_, '_> {
+impl<E: Element> Job for Tiled<'_, '_, E> {
     type Output = ();
     fn run<S: Simd>(self, simd: S) {
         debug_assert_eq!(S::LEVEL, self.problem.level);
@@ -107,9 +107,9 @@ pub(crate) struct At {
 /// that share a key/value head have at most [`DECODE_ROWS`] rows in all, they
 /// go through the decode kernel together (one pass over that K and V);
 /// otherwise each head goes through the blocked prefill loop.
-fn run<S: Simd>(
+fn run<S: Simd, E: Element>(
     simd: S,
-    problem: &Problem<'_>,
+    problem: &Problem<'_, E>,
     out: &mut [f32],
     out_layout: &Layout,
     mut lse: Option<&mut [f32]>,
@@ -154,9 +154,9 @@ fn run<S: Simd>(
 
 /// [`head`] with the level's register block (`arch::tuning`).
 #[inline(always)]
-fn head_at<S: Simd>(
+fn head_at<S: Simd, E: Element>(
     simd: S,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     h: usize,
     out: &mut [f32],
     ol: &Layout,
@@ -165,15 +165,15 @@ fn head_at<S: Simd>(
 ) {
     let t = S::TUNING;
     match (t.rows, t.key_vectors, t.out_vectors) {
-        (4, 4, 4) => head::<S, 4, 4, 4>(simd, p, h, out, ol, lse, centring),
-        (6, 2, 2) => head::<S, 6, 2, 2>(simd, p, h, out, ol, lse, centring),
+        (4, 4, 4) => head::<S, E, 4, 4, 4>(simd, p, h, out, ol, lse, centring),
+        (6, 2, 2) => head::<S, E, 6, 2, 2>(simd, p, h, out, ol, lse, centring),
         _ => unreachable!("arch::tuning checks that every level's block is one of these"),
     }
 }
 
 /// Zeroes the output row of `at` and returns its initial state and `‖q‖²`
 /// (`NegLogDist`; else 0).
-fn start_row(p: &Problem<'_>, at: At, out: &mut [f32], ol: &Layout) -> (Running, f32) {
+fn start_row<E: Element>(p: &Problem<'_, E>, at: At, out: &mut [f32], ol: &Layout) -> (Running, f32) {
     let o = ol.offset(at.h, at.i);
     out[o..o + p.v.cols()].fill(0.0);
     let q = p.q.head(at.h).row(at.i);
@@ -183,7 +183,14 @@ fn start_row(p: &Problem<'_>, at: At, out: &mut [f32], ol: &Layout) -> (Running,
 }
 
 /// Normalises the output row of `at` and writes its log-sum-exp.
-fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layout, lse: Option<&mut [f32]>) {
+fn finish_row<E: Element>(
+    p: &Problem<'_, E>,
+    at: At,
+    run: Running,
+    out: &mut [f32],
+    ol: &Layout,
+    lse: Option<&mut [f32]>,
+) {
     let linear = weights::linear(p.kind, p.bias.is_some());
     let (inv, row_lse) = if linear { run.finish_linear() } else { run.finish() };
     let o = ol.offset(at.h, at.i);
@@ -214,9 +221,9 @@ fn finish_row(p: &Problem<'_>, at: At, run: Running, out: &mut [f32], ol: &Layou
 /// `V`, register blocks of `MR` rows × `NR` vectors of keys (scores) and `MR`
 /// rows × `NC` vectors of output columns (P·V).
 #[inline(always)]
-fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
+fn head<S: Simd, E: Element, const MR: usize, const NR: usize, const NC: usize>(
     simd: S,
-    problem: &Problem<'_>,
+    problem: &Problem<'_, E>,
     h: usize,
     out: &mut [f32],
     out_layout: &Layout,
@@ -258,7 +265,7 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
             }
             if d <= dc_max {
                 let centre = centring.as_deref().map(|cb| &cb.c[..d]);
-                KeyTile { kind, k, norms, t0, nt, tk }.pack(0, d, kt, &mut kn, centre);
+                KeyTile { kind, k, norms, t0, nt, tk }.pack(simd, 0, d, kt, &mut kn, centre);
             }
             let mut m0 = rows.start;
             while m0 < rows.end {
@@ -278,10 +285,10 @@ fn head<S: Simd, const MR: usize, const NR: usize, const NC: usize>(
                 };
                 if r == MR {
                     let at = core::array::from_fn(|t| At { h, i: m0 + t });
-                    micro::<S, MR, NR, NC>(simd, &mut tile, at, &mut s, out, out_layout);
+                    micro::<S, E, MR, NR, NC>(simd, &mut tile, at, &mut s, out, out_layout);
                 } else {
                     let s1: &mut [[f32; TK]; 1] = (&mut s[..1]).try_into().unwrap();
-                    micro::<S, 1, NR, NC>(simd, &mut tile, [At { h, i: m0 }], s1, out, out_layout);
+                    micro::<S, E, 1, NR, NC>(simd, &mut tile, [At { h, i: m0 }], s1, out, out_layout);
                 }
                 m0 += r;
             }
@@ -311,9 +318,9 @@ fn block_centre(q: MatRef<'_>, rows: Range<usize>, dc_max: usize, c: &mut [f32],
 /// The keys `t0..t0 + nt` of one key/value head, as the prefill loop packs
 /// them into a tile of width `tk`.
 #[derive(Clone, Copy)]
-struct KeyTile<'k> {
+struct KeyTile<'k, E: Element> {
     kind: Kind<'k>,
-    k: MatRef<'k>,
+    k: MatRef<'k, E>,
     /// Cached `‖k_j‖²` of the head, if the call has them.
     norms: Option<MatRef<'k>>,
     t0: usize,
@@ -321,16 +328,25 @@ struct KeyTile<'k> {
     tk: usize,
 }
 
-impl KeyTile<'_> {
+impl<E: Element> KeyTile<'_, E> {
     /// Packs columns `c0..c0 + dc` of the keys into `kt`, offset by
     /// `centre` (those columns of it) if given, and after the last chunk
     /// leaves in `kn` the squared norms of what was packed: `‖k − c‖²` for
     /// `NegSqDist`, `‖k‖²` for `NegLogDist` (from the cached norms if given).
-    fn pack(&self, c0: usize, dc: usize, kt: &mut [f32], kn: &mut [f32; TK], centre: Option<&[f32]>) {
+    #[inline(always)]
+    fn pack<S: Simd>(
+        &self,
+        simd: S,
+        c0: usize,
+        dc: usize,
+        kt: &mut [f32],
+        kn: &mut [f32; TK],
+        centre: Option<&[f32]>,
+    ) {
         let KeyTile { kind, k, norms, t0, nt, tk } = *self;
         let last = c0 + dc == k.cols();
         let compute = needs_norms(kind) && !(norms.is_some() && reads_cached_norms(kind));
-        pack::pack(|j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn), centre);
+        pack::pack(simd, |j| k.row(t0 + j), nt, tk, c0, dc, kt, compute.then_some(&mut *kn), centre);
         if last {
             cached_norms(kind, norms, t0, &mut kn[..nt]);
         }
@@ -359,8 +375,8 @@ fn cached_norms(kind: Kind<'_>, norms: Option<MatRef<'_>>, t0: usize, kn: &mut [
 }
 
 /// One tile of the prefill loop, seen by a micro-block of rows.
-struct Tile<'t, 'p> {
-    problem: &'t Problem<'p>,
+struct Tile<'t, 'p, E: Element> {
+    problem: &'t Problem<'p, E>,
     /// First key of the tile, number of keys in it, tile width.
     t0: usize,
     nt: usize,
@@ -379,9 +395,9 @@ struct Tile<'t, 'p> {
 
 /// One micro-block of `R` rows of one head against the packed tile.
 #[inline(always)]
-fn micro<S: Simd, const R: usize, const NR: usize, const NC: usize>(
+fn micro<S: Simd, E: Element, const R: usize, const NR: usize, const NC: usize>(
     simd: S,
-    tile: &mut Tile<'_, '_>,
+    tile: &mut Tile<'_, '_, E>,
     at: [At; R],
     s: &mut [[f32; TK]; R],
     out: &mut [f32],
@@ -416,13 +432,13 @@ fn micro<S: Simd, const R: usize, const NR: usize, const NC: usize>(
             let q = if let Some(cb) = tile.centring.as_deref_mut() {
                 let b = tile.block.clone();
                 centre::centre(|r| qh.row(b.start + r), b.len(), c0, &mut cb.c[..dc]);
-                key_tile.pack(c0, dc, &mut tile.kt[..], tile.kn, Some(&cb.c[..dc]));
+                key_tile.pack(simd, c0, dc, &mut tile.kt[..], tile.kn, Some(&cb.c[..dc]));
                 for (r, q) in qrows.iter().enumerate() {
                     centre::offset(&q[c0..], &cb.c[..dc], &mut cb.qc[r]);
                 }
                 core::array::from_fn(|r| &cb.qc[r][..dc])
             } else {
-                key_tile.pack(c0, dc, &mut tile.kt[..], tile.kn, None);
+                key_tile.pack(simd, c0, dc, &mut tile.kt[..], tile.kn, None);
                 qrows.map(|r| &r[c0..])
             };
             scores::<S, R, NR>(simd, p.kind, q, &tile.kt[..], c0, tk, dc, s);
@@ -430,7 +446,7 @@ fn micro<S: Simd, const R: usize, const NR: usize, const NC: usize>(
     }
     let rows = Rows { at, seen, run: &mut *tile.run, q_norm: tile.q_norm };
     let scores = Scores { t0, s, kn: &*tile.kn };
-    update::<S, R, NC>(simd, p, rows, scores, &mut Dest { data: out, layout: out_layout }, |_, _| {});
+    update::<S, E, R, NC>(simd, p, rows, scores, &mut Dest { data: out, layout: out_layout }, |_, _| {});
 }
 
 /// The scores of a micro-block against a packed tile (or a column chunk of
@@ -485,9 +501,9 @@ pub(crate) struct Dest<'o> {
 /// register block, calling `ahead(j, columns)` before it reads those columns
 /// of value `j`.
 #[inline(always)]
-fn update<S: Simd, const R: usize, const NC: usize>(
+fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
     simd: S,
-    p: &Problem<'_>,
+    p: &Problem<'_, E>,
     rows: Rows<'_, R>,
     scores: Scores<'_, R>,
     dest: &mut Dest<'_>,
@@ -516,7 +532,7 @@ fn update<S: Simd, const R: usize, const NC: usize>(
     }
     let offsets = at.map(|a| dest.layout.offset(a.h, a.i));
     let mut o = Out { data: &mut *dest.data, offsets: &offsets };
-    pv_rows::<S, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
+    pv_rows::<S, E, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
 }
 
 /// P·V for rows that see the keys `seen[r]` of the tile: the keys every row
@@ -524,12 +540,12 @@ fn update<S: Simd, const R: usize, const NC: usize>(
 /// diagonal or a window edge) row by row.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pv_rows<'v, S: Simd, const R: usize, const NC: usize>(
+fn pv_rows<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
     simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     s: &[[f32; TK]; R],
-    value: impl Fn(usize) -> &'v [f32] + Copy,
+    value: impl Fn(usize) -> &'v [E] + Copy,
     seen: &[Range<usize>; R],
     d_v: usize,
     ahead: impl Fn(usize, Range<usize>) + Copy,
@@ -538,7 +554,7 @@ fn pv_rows<'v, S: Simd, const R: usize, const NC: usize>(
     let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
-        pv::pv::<S, R, NC>(simd, out, alpha, s, value, common.clone(), d_v, ahead);
+        pv::pv::<S, E, R, NC>(simd, out, alpha, s, value, common.clone(), d_v, ahead);
     }
     for r in 0..R {
         let own = &seen[r];
@@ -553,10 +569,10 @@ fn pv_rows<'v, S: Simd, const R: usize, const NC: usize>(
         let s1: &[[f32; TK]; 1] = (&s[r..=r]).try_into().unwrap();
         let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..=r] };
         if !before.is_empty() || a != 1.0 {
-            pv::pv::<S, 1, NC>(simd, &mut o1, [a], s1, value, before, d_v, ahead);
+            pv::pv::<S, E, 1, NC>(simd, &mut o1, [a], s1, value, before, d_v, ahead);
         }
         if !after.is_empty() {
-            pv::pv::<S, 1, NC>(simd, &mut o1, [1.0], s1, value, after, d_v, ahead);
+            pv::pv::<S, E, 1, NC>(simd, &mut o1, [1.0], s1, value, after, d_v, ahead);
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::TK;
 use crate::arch::{Simd, Vector};
+use crate::Element;
 use core::ops::Range;
 
 /// Rows of the output that one call updates.
@@ -25,12 +26,12 @@ pub(crate) struct Out<'a> {
 /// (the decode pass prefetches with it).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pv<'v, S: Simd, const R: usize, const NC: usize>(
+pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
     simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     p: &[[f32; TK]; R],
-    v: impl Fn(usize) -> &'v [f32],
+    v: impl Fn(usize) -> &'v [E],
     keys: Range<usize>,
     d_v: usize,
     ahead: impl Fn(usize, Range<usize>),
@@ -51,7 +52,7 @@ pub(crate) fn pv<'v, S: Simd, const R: usize, const NC: usize>(
             let vj = &v(j)[c0..c0 + block];
             let mut vv = [simd.splat(0.0); NC];
             for n in 0..NC {
-                vv[n] = simd.load(&vj[n * l..]);
+                vv[n] = simd.load_e(&vj[n * l..]);
             }
             for r in 0..R {
                 let pj = simd.splat(p[r][j]);
@@ -77,7 +78,7 @@ pub(crate) fn pv<'v, S: Simd, const R: usize, const NC: usize>(
         for j in keys.clone() {
             ahead(j, c0..c0 + w);
             let vj = &v(j)[c0..c0 + w];
-            let vv = if w == l { simd.load(vj) } else { simd.load_partial(vj) };
+            let vv = if w == l { simd.load_e(vj) } else { simd.load_partial_e(vj) };
             for r in 0..R {
                 acc[r] = simd.splat(p[r][j]).mul_add(vv, acc[r]);
             }

@@ -40,7 +40,7 @@
 //!      plus its own rounding `u·(|s| + 1)`;
 //!    - a bias adds the rounding of one addition, `u · |s + b|`.
 //!
-//!    `Δ_i = max_j e_ij` over the keys row i sees.
+//!    `Δ_i = max_j e_ij` over the keys row i sees (but see step 4).
 //! 2. **Weight error**. `p_j = e^{s_j − m}` has relative error at most
 //!    `δ_i = Δ_i + 2u·S_i + E_exp`, where `S_i = max_j |s_ij|` bounds the
 //!    rounding of `s_j − m` and `E_exp = 4u` bounds the exponential (libm's
@@ -60,7 +60,14 @@
 //!    and weights are relative to the row's largest (1, so `l ≥ 1`): each of
 //!    the `n_i` weights may lose up to `2⁻¹²⁵`, which moves `O_c` by at most
 //!    `2⁻¹²⁵ Σ_j |v_jc − O_c| ≤ n_i · 2⁻¹²⁵ · (V_c + |O_c|)`, with
-//!    `V_c = max_j |v_jc|` over the keys the row sees.
+//!    `V_c = max_j |v_jc|` over the keys the row sees. A key that is certainly
+//!    that far below the row maximum, `s_j + e_j + u|s_j| − (m − e_m − 2u|m|)
+//!    < −88` (`m` the largest exact score, `e_m` the largest logit error of a
+//!    key scoring `m`: the kernel's maximum is at least `m − e_m`, the
+//!    subtraction rounds by `u(|s_j| + |m|)`), has exact and computed weights
+//!    both below `e^{−87.9} < 2⁻¹²⁶` and is covered by this term alone: `Δ_i`
+//!    and `S_i` run over the other keys. (This keeps the bound finite for a
+//!    far key whose logit, and its error, is huge: it weighs nothing.)
 //!
 //! Output tolerance:
 //! `(e^{2δ} − 1)(A_c + |O_c|) + 2γ(2n_i + 3)·A_c + n_i·2⁻¹²⁵·(V_c + |O_c|) + 1e-35`
@@ -74,7 +81,85 @@
 
 #![allow(dead_code)]
 
-use streamattn::{Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, Scorer};
+use streamattn::{
+    bf16, f16, Attention, Bias, Element, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, Scorer,
+};
+
+/// How a case's keys and values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Elem {
+    pub const ALL: [Elem; 3] = [Elem::F32, Elem::F16, Elem::Bf16];
+
+    /// `x` rounded to this type (to nearest, ties to even), as an f32.
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            Elem::F32 => x,
+            Elem::F16 => f16::from_f32(x).to_f32(),
+            Elem::Bf16 => bf16::from_f32(x).to_f32(),
+        }
+    }
+}
+
+/// An element type the tests can store data in (rounding from f32).
+pub trait Store: Element {
+    fn from(x: f32) -> Self;
+}
+
+impl Store for f32 {
+    fn from(x: f32) -> Self {
+        x
+    }
+}
+
+impl Store for f16 {
+    fn from(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+}
+
+impl Store for bf16 {
+    fn from(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+}
+
+/// An entry with the signature of `Attention::run_heads`, for
+/// [`Case::run_with`] (generic over the element types, which a closure
+/// cannot be).
+pub trait Entry {
+    fn call<E: Element>(
+        self,
+        attention: &Attention<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), Error>;
+}
+
+/// `Attention::run_heads`.
+pub struct RunHeads;
+
+impl Entry for RunHeads {
+    fn call<E: Element>(
+        self,
+        a: &Attention<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_, E>,
+        v: HeadsRef<'_, E>,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
+        a.run_heads(q, k, v, out, lse)
+    }
+}
 
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -143,6 +228,9 @@ pub struct Case {
     pub layout: Layout,
     /// Hand the kernels the key norms computed by `key_norms` (in K's layout).
     pub cached_norms: bool,
+    /// How K and V are stored (their data already rounded to that type:
+    /// [`Case::with_elem`]).
+    pub elem: Elem,
 }
 
 impl Case {
@@ -177,6 +265,7 @@ impl Case {
             key_len: None,
             layout: Layout::HeadsMajor,
             cached_norms: false,
+            elem: Elem::F32,
         }
     }
 
@@ -248,26 +337,23 @@ impl Case {
     /// Runs the crate on `kernel`; returns dense `[h][i][c]` output and
     /// `[h][i]` lse. Checks that padding of the output buffer is untouched.
     pub fn run(&self, kernel: Path) -> (Vec<f32>, Vec<f32>) {
-        self.run_with(kernel, |a, q, k, v, o, l| a.run_heads(q, k, v, o, l))
+        self.run_with(kernel, RunHeads)
     }
 
-    /// [`Case::run`] through another entry with the signature of
-    /// `run_heads` (`entry(attention, q, k, v, out, lse)`).
-    pub fn run_with(
-        &self,
-        kernel: Path,
-        entry: impl FnOnce(
-            &Attention<'_>,
-            HeadsRef<'_>,
-            HeadsRef<'_>,
-            HeadsRef<'_>,
-            HeadsMut<'_>,
-            Option<&mut [f32]>,
-        ) -> Result<(), Error>,
-    ) -> (Vec<f32>, Vec<f32>) {
+    /// [`Case::run`] through another entry ([`Entry`]), with K and V stored
+    /// as the case's element type.
+    pub fn run_with<E: Entry>(&self, kernel: Path, entry: E) -> (Vec<f32>, Vec<f32>) {
+        match self.elem {
+            Elem::F32 => self.run_typed::<f32>(kernel, entry),
+            Elem::F16 => self.run_typed::<f16>(kernel, entry),
+            Elem::Bf16 => self.run_typed::<bf16>(kernel, entry),
+        }
+    }
+
+    fn run_typed<T: Store>(&self, kernel: Path, entry: impl Entry) -> (Vec<f32>, Vec<f32>) {
         let q = Strided::pack(&self.q, self.heads, self.n_q, self.d, self.layout);
-        let k = Strided::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout);
-        let v = Strided::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout);
+        let k = Strided::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout).to::<T>();
+        let v = Strided::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout).to::<T>();
         let mut o = Strided::pack(
             &vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q * self.dv],
             self.heads,
@@ -283,10 +369,20 @@ impl Case {
             streamattn::key_norms(k.view(), norms.view_mut()).expect("key norms");
             attn = attn.cached_key_norms(norms.view());
         }
-        entry(&attn, q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
+        entry
+            .call(&attn, q.view(), k.view(), v.view(), o.view_mut(), Some(&mut lse))
             .expect("valid case rejected");
         o.assert_padding_untouched();
         (o.unpack(), lse)
+    }
+
+    /// K and V stored as `elem`: their data rounded to that type (to
+    /// nearest, ties to even), which the reference then takes as the exact
+    /// inputs.
+    pub fn with_elem(mut self, elem: Elem) -> Case {
+        self.k.iter_mut().chain(self.v.iter_mut()).for_each(|x| *x = elem.round(*x));
+        self.elem = elem;
+        self
     }
 
     /// The materialised f64 reference and its tolerances.
@@ -335,8 +431,15 @@ impl Case {
                 let delta = if m == f64::INFINITY {
                     0.0
                 } else {
-                    let big_delta = e.iter().zip(&w).filter(|p| *p.1 > 0.0).map(|p| *p.0).fold(0.0, f64::max);
-                    let big_s = kl.iter().cloned().filter(|x| x.is_finite()).fold(0.0, f64::max);
+                    // Keys whose computed weight is certainly below 2^-126
+                    // (step 4) count only in the flush term.
+                    let e_max = s.iter().zip(&e).filter(|p| *p.0 == m).map(|p| *p.1).fold(0.0, f64::max);
+                    let live =
+                        |t: usize| s[t] + e[t] + U * s[t].abs() + 2.0 * U * m.abs() + e_max - m >= -88.0;
+                    let big_delta =
+                        (0..n).filter(|&t| live(t) && w[t] > 0.0).map(|t| e[t]).fold(0.0, f64::max);
+                    let big_s =
+                        (0..n).filter(|&t| live(t) && kl[t].is_finite()).map(|t| kl[t]).fold(0.0, f64::max);
                     big_delta + 2.0 * U * big_s + E_EXP
                 };
                 let wf = (2.0 * delta).exp_m1();
@@ -353,7 +456,9 @@ impl Case {
                     let (o, a) = (o / l, a / l);
                     let flush = n as f64 * 2f64.powi(-125) * (vmax + o.abs());
                     r.out[row * dv + c] = o;
-                    r.tol[row * dv + c] = wf * (a + o.abs()) + acc * a + flush + 1e-35;
+                    // (All-zero values give 0 whatever the weights, also for wf = ∞.)
+                    let weights = if a + o.abs() == 0.0 { 0.0 } else { wf * (a + o.abs()) };
+                    r.tol[row * dv + c] = weights + acc * a + flush + 1e-35;
                 }
                 let lse = m + l.ln();
                 r.lse[row] = lse;
@@ -398,6 +503,13 @@ fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize, qbox: &(Vec<f64>, Vec<f6
         Scorer::Dot { scale } => {
             let sc = scale.map_or(default_scale, |x| x as f64);
             (sc * qk, gamma(d + 2) * sc * qk_abs, sc * qk.abs())
+        }
+        // Likewise a `NegSqDist` squared distance, or score, above 2·f32::MAX
+        // overflows in every kernel: weight 0 (documented).
+        Scorer::NegSqDist { scale }
+            if d2.max(d2 * scale.map_or(default_scale, |x| x as f64)) > 2.0 * f32::MAX as f64 =>
+        {
+            (f64::NEG_INFINITY, 0.0, f64::INFINITY)
         }
         Scorer::NegSqDist { scale } => {
             let sc = scale.map_or(default_scale, |x| x as f64);
@@ -643,8 +755,8 @@ pub fn check(case: &Case) {
 }
 
 /// A buffer in one of the [`Layout`]s, with padding filled by a sentinel.
-pub struct Strided {
-    pub data: Vec<f32>,
+pub struct Strided<T = f32> {
+    pub data: Vec<T>,
     pub heads: usize,
     pub rows: usize,
     pub cols: usize,
@@ -654,7 +766,27 @@ pub struct Strided {
 
 const SENTINEL: f32 = -7.77e7;
 
+impl<T: Element> Strided<T> {
+    pub fn view(&self) -> HeadsRef<'_, T> {
+        HeadsRef::new(&self.data, self.heads, self.rows, self.cols, self.head_stride, self.row_stride)
+            .unwrap()
+    }
+}
+
 impl Strided {
+    /// The same buffer with every element (padding too) rounded to `T`.
+    pub fn to<T: Store>(&self) -> Strided<T> {
+        let Strided { heads, rows, cols, head_stride, row_stride, .. } = *self;
+        Strided {
+            data: self.data.iter().map(|&x| T::from(x)).collect(),
+            heads,
+            rows,
+            cols,
+            head_stride,
+            row_stride,
+        }
+    }
+
     pub fn pack(dense: &[f32], heads: usize, rows: usize, cols: usize, layout: Layout) -> Strided {
         let (hs, rs, len) = match layout {
             Layout::HeadsMajor => (rows * cols, cols, heads * rows * cols),
@@ -673,11 +805,6 @@ impl Strided {
             }
         }
         Strided { data, heads, rows, cols, head_stride: hs, row_stride: rs }
-    }
-
-    pub fn view(&self) -> HeadsRef<'_> {
-        HeadsRef::new(&self.data, self.heads, self.rows, self.cols, self.head_stride, self.row_stride)
-            .unwrap()
     }
 
     pub fn view_mut(&mut self) -> HeadsMut<'_> {

@@ -27,7 +27,7 @@ fn fuzz_regressions() {
         }
     }
     // heads-loop: n_q = 0 returns at once, however many (empty) heads.
-    let v = streamattn::HeadsRef::new(&[], usize::MAX, 0, 1, 1, 1).unwrap();
+    let v = streamattn::HeadsRef::<f32>::new(&[], usize::MAX, 0, 1, 1, 1).unwrap();
     for kernel in kernels() {
         let attn = kernel.set(streamattn::Attention::new(Scorer::dot()));
         let o = streamattn::HeadsMut::new(&mut [], usize::MAX, 0, 1, 1, 1).unwrap();

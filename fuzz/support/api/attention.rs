@@ -270,14 +270,21 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     let bias_at = |h: usize, i: usize, j: usize| bias_entry.map(|(_, _, rs, hs, b)| b[h * hs + i * rs + j]);
     let moderate = |x: f32| x.is_finite() && (x as f64).abs() <= BIG;
     let additive = matches!(scorer, Scorer::Additive { .. });
+    let sq_dist = matches!(scorer, Scorer::NegSqDist { .. });
     // Additive: q and k anything but NaN (tanh saturates), see below.
-    let qk_ok = |x: f32| if additive { !x.is_nan() } else { moderate(x) };
-    let mut data_ok = (0..nh_rows).all(|h| (0..n_q).all(|i| qv.head(h).row(i).iter().all(|&x| qk_ok(x))))
-        && (0..if kl == 0 { 0 } else { kvh }).all(|h| {
-            (0..kl).all(|j| {
-                kv.head(h).row(j).iter().all(|&x| qk_ok(x)) && vv.head(h).row(j).iter().all(|&x| moderate(x))
-            })
-        });
+    // NegSqDist: any finite q and k (documented: scores never NaN or +∞ for
+    // finite inputs; a key whose d² overflows weighs 0). Values: anywhere
+    // in the finite range (documented: the output is then finite).
+    let qk_ok = |x: f32| if additive { !x.is_nan() } else if sq_dist { x.is_finite() } else { moderate(x) };
+    let all_qk = |ok: &dyn Fn(f32) -> bool| {
+        (0..nh_rows).all(|h| (0..n_q).all(|i| qv.head(h).row(i).iter().all(|&x| ok(x))))
+            && (0..if kl == 0 { 0 } else { kvh }).all(|h| (0..kl).all(|j| kv.head(h).row(j).iter().all(|&x| ok(x))))
+    };
+    let values_ok = (0..if kl == 0 { 0 } else { kvh })
+        .all(|h| (0..kl).all(|j| vv.head(h).row(j).iter().all(|x| x.is_finite())));
+    let mut data_ok = all_qk(&qk_ok) && values_ok;
+    // NegSqDist is convex (no key overflows to weight 0) for moderate q, k.
+    let qk_moderate = !sq_dist || all_qk(&moderate);
     // Additive: `+∞ + −∞` in a column of a visible pair is a NaN score.
     if additive && data_ok {
         data_ok = (0..nh_rows).all(|h| {
@@ -314,22 +321,8 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
         Scorer::Additive { .. } => (false, true),
         _ => (true, false),
     };
-    // Known bugs, skippable (module docs): the tiled NegSqDist computes
-    // `2·scale·q·k − scale·‖k‖²`, whose terms overflow to +inf and -inf (NaN)
-    // where the scalar path's `scale·(2 q·k − ‖k‖²)` does not; the tiled
-    // NegLogDist with p = 2^-149 computes `0^(p/2)` as `e^{ln 0 · 0}` = NaN;
-    // the tiled NegLogDist without bias (linear domain) turns a largest
-    // weight `1/(eps + d^p)` of about 2^-128 (eps near f32::MAX) into an
-    // infinite reciprocal, and its masked lanes into `0 · ∞` = NaN.
-    let known_bug = match scorer {
-        Scorer::NegSqDist { scale } => scale_eff(scale) > 2f64.powi(40) && known("sqdist-overflow"),
-        Scorer::NegLogDist { p, eps } => {
-            (p < 1e-44 && known("logdist-tiny-p")) || (eps > 1e38 && known("logdist-huge-eps"))
-        }
-        _ => false,
-    };
-    let finite_tier = data_ok && !(neg_inf_bias && pos_inf_logit) && !known_bug;
-    let convex_tier = finite_tier && convex_params;
+    let finite_tier = data_ok && !(neg_inf_bias && pos_inf_logit);
+    let convex_tier = finite_tier && convex_params && qk_moderate;
 
     let dv = oo.cols;
     for h in 0..nh_rows {

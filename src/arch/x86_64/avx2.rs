@@ -5,12 +5,12 @@ use crate::arch::{tuning, Level, Simd, Tuning, Vector};
 use core::arch::x86_64::{
     __m128, __m256, __m256i, _mm256_add_ps, _mm256_and_ps, _mm256_and_si256, _mm256_andnot_ps,
     _mm256_blendv_ps, _mm256_castps256_ps128, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps,
-    _mm256_cmpgt_epi32, _mm256_cvtepi32_ps, _mm256_div_ps, _mm256_extractf128_ps, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps,
-    _mm256_movemask_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_or_si256, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_slli_epi32, _mm256_sqrt_ps, _mm256_srli_epi32, _mm256_storeu_ps,
-    _mm256_sub_epi32, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32, _mm_max_ps, _mm_movehl_ps, _mm_shuffle_ps,
-    _CMP_EQ_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
+    _mm256_cmpgt_epi32, _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_div_ps,
+    _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+    _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_or_si256,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_slli_epi32, _mm256_sqrt_ps,
+    _mm256_srli_epi32, _mm256_storeu_ps, _mm256_sub_epi32, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32,
+    _mm_loadu_si128, _mm_max_ps, _mm_movehl_ps, _mm_shuffle_ps, _CMP_EQ_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
 };
 use core::ops::{Add, Div, Mul, Sub};
 
@@ -71,6 +71,25 @@ impl Simd for Avx2 {
         // which `s` holds; masked-off lanes are not read and cannot fault
         // (they are zeroed).
         F32x8(unsafe { _mm256_maskload_ps(s.as_ptr(), mask(n)) })
+    }
+    #[inline(always)]
+    fn load_f16(self, s: &[u16]) -> F32x8 {
+        let s = &s[..8];
+        // SAFETY: `self` proves AVX and F16C (as in `avx2!`); `s` holds the
+        // 16 bytes read (unaligned load).
+        F32x8(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())) })
+    }
+    #[inline(always)]
+    fn load_bf16(self, s: &[u16]) -> F32x8 {
+        let s = &s[..8];
+        // SAFETY: `self` proves AVX2 (as in `avx2!`); `s` holds the 16 bytes
+        // read (unaligned load). A bfloat16 is the high half of the f32 of
+        // the same value: zero-extend each to 32 bits and shift it up.
+        F32x8(unsafe {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                s.as_ptr().cast(),
+            ))))
+        })
     }
     #[inline(always)]
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {

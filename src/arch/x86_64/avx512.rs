@@ -3,13 +3,13 @@
 use super::{found, AVX512};
 use crate::arch::{tuning, Level, Simd, Tuning, Vector};
 use core::arch::x86_64::{
-    __m512, __m512i, __mmask16, _mm512_abs_ps, _mm512_add_ps, _mm512_and_si512, _mm512_andnot_si512,
-    _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_div_ps, _mm512_fmadd_ps,
-    _mm512_getexp_ps, _mm512_getmant_ps, _mm512_loadu_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_or_si512,
-    _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_slli_epi32,
-    _mm512_sqrt_ps, _mm512_storeu_ps, _mm512_sub_ps, _CMP_EQ_OQ, _CMP_LT_OQ, _CMP_UNORD_Q, _MM_MANT_NORM_1_2,
-    _MM_MANT_SIGN_SRC,
+    __m512, __m512i, __mmask16, _mm256_loadu_si256, _mm512_abs_ps, _mm512_add_ps, _mm512_and_si512,
+    _mm512_andnot_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_cvtepu16_epi32,
+    _mm512_cvtph_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_getexp_ps, _mm512_getmant_ps, _mm512_loadu_ps,
+    _mm512_mask_blend_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_min_ps,
+    _mm512_mul_ps, _mm512_or_si512, _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_set1_epi32,
+    _mm512_set1_ps, _mm512_slli_epi32, _mm512_sqrt_ps, _mm512_storeu_ps, _mm512_sub_ps, _CMP_EQ_OQ,
+    _CMP_LT_OQ, _CMP_UNORD_Q, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_SRC,
 };
 use core::ops::{Add, Div, Mul, Sub};
 
@@ -74,6 +74,25 @@ impl Simd for Avx512 {
         // lanes, which `s` holds; masked-off lanes are not read and cannot
         // fault (they are zeroed).
         F32x16(unsafe { _mm512_maskz_loadu_ps(mask(n), s.as_ptr()) })
+    }
+    #[inline(always)]
+    fn load_f16(self, s: &[u16]) -> F32x16 {
+        let s = &s[..16];
+        // SAFETY: `self` proves AVX-512F (as in `avx512!`); `s` holds the 32
+        // bytes read (unaligned load).
+        F32x16(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())) })
+    }
+    #[inline(always)]
+    fn load_bf16(self, s: &[u16]) -> F32x16 {
+        let s = &s[..16];
+        // SAFETY: `self` proves AVX-512F (as in `avx512!`); `s` holds the 32
+        // bytes read (unaligned load). A bfloat16 is the high half of the f32
+        // of the same value: zero-extend each to 32 bits and shift it up.
+        F32x16(unsafe {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                s.as_ptr().cast(),
+            ))))
+        })
     }
     #[inline(always)]
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {

@@ -84,10 +84,10 @@ fn detect() -> u8 {
 
 /// Asks for the cache lines of `x` in the second-level cache (`prefetcht1`).
 #[inline(always)]
-pub(crate) fn prefetch_l2(x: &[f32]) {
+pub(crate) fn prefetch_l2<T>(x: &[T]) {
     let first = x.as_ptr().cast::<i8>();
     let skew = first as usize % LINE;
-    for n in 0..lines(skew, x.len()) {
+    for n in 0..lines(skew, core::mem::size_of_val(x)) {
         // Pointer arithmetic only (wrapping: no dereference).
         let p = first.wrapping_sub(skew).wrapping_add(n * LINE);
         // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 target. It
@@ -101,13 +101,13 @@ pub(crate) fn prefetch_l2(x: &[f32]) {
 /// Bytes per cache line.
 const LINE: usize = 64;
 
-/// Lines touched by `len` floats that start `skew` bytes into a line: from
+/// Lines touched by `bytes` bytes that start `skew` bytes into a line: from
 /// the line of the first byte to that of the last. A count, so that the
 /// prefetch loop is a few instructions a line.
-const fn lines(skew: usize, len: usize) -> usize {
-    match len {
+const fn lines(skew: usize, bytes: usize) -> usize {
+    match bytes {
         0 => 0,
-        _ => (skew + 4 * len - 1) / LINE + 1,
+        _ => (skew + bytes - 1) / LINE + 1,
     }
 }
 
@@ -128,7 +128,7 @@ mod tests {
                         (touched, line) = (touched + 1, b / LINE);
                     }
                 }
-                assert_eq!(lines(skew, len), touched, "skew {skew}, len {len}");
+                assert_eq!(lines(skew, 4 * len), touched, "skew {skew}, len {len}");
             }
         }
     }
