@@ -159,7 +159,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
         let rows = Rows { at, seen, run: &mut run[..], q_norm: &q_norm };
         let scores = Scores { t0, s: &mut s, kn: &kn };
         let dest = &mut Dest { data: &mut *out, layout: ol };
-        match S::TUNING.decode[R].out_vectors {
+        match const { S::TUNING.decode[R].out_vectors } {
             8 => update::<S, E, R, 8>(simd, p, rows, scores, dest, next),
             4 => update::<S, E, R, 4>(simd, p, rows, scores, dest, next),
             2 => update::<S, E, R, 2>(simd, p, rows, scores, dest, next),
@@ -212,7 +212,7 @@ fn dots<'k, S: Simd, E: Element, const R: usize>(
     }
     macro_rules! all {
         ($n:literal, $c:literal) => {{
-            match S::TUNING.decode[R].key_block {
+            match const { S::TUNING.decode[R].key_block } {
                 4 => blocks!(4, $n, $c),
                 2 => blocks!(2, $n, $c),
                 _ => {}

@@ -49,7 +49,7 @@ mod pv;
 mod score;
 mod weights;
 
-use crate::arch::{Job, Simd, BLOCK_ROWS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
+use crate::arch::{Job, Simd, Vector, BLOCK_ROWS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
 use crate::problem::Problem;
 use crate::scorer::{dot, sq_dist, Kind};
 use crate::softmax::Running;
@@ -163,8 +163,9 @@ fn head_at<S: Simd, E: Element>(
     lse: Option<&mut [f32]>,
     centring: Option<&mut Centring>,
 ) {
-    let t = S::TUNING;
-    match (t.rows, t.key_vectors, t.out_vectors) {
+    // A `const` operand: only the arm of the level's block is instantiated
+    // (a plain `match` compiles every arm and lets LLVM drop the dead ones).
+    match const { (S::TUNING.rows, S::TUNING.key_vectors, S::TUNING.out_vectors) } {
         (4, 4, 4) => head::<S, E, 4, 4, 4>(simd, p, h, out, ol, lse, centring),
         (6, 2, 2) => head::<S, E, 6, 2, 2>(simd, p, h, out, ol, lse, centring),
         _ => unreachable!("arch::tuning checks that every level's block is one of these"),
@@ -514,6 +515,8 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
     let hk = at[0].h / p.group;
     let (k, v) = (p.k.head(hk), p.v.head(hk));
     let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
+    // `NegSqDist`: the largest `‖k_j − c‖²` of the tile, for `Row::finite`.
+    let kn_max = if matches!(p.kind, Kind::SqDist { .. }) { largest(simd, &kn[..nt]) } else { 0.0 };
     let mut alpha = [1.0f32; R];
     for r in 0..R {
         if seen[r].is_empty() {
@@ -524,6 +527,7 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
             lo: seen[r].start,
             hi: seen[r].end,
             q_norm: q_norm[r],
+            finite: q_norm[r] + kn_max < f32::MAX / 2.0,
             bias: p.bias.map(|b| &b.row(h, i)[t0..t0 + nt]),
         };
         let qi = p.q.head(h).row(i);
@@ -533,6 +537,22 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
     let offsets = at.map(|a| dest.layout.offset(a.h, a.i));
     let mut o = Out { data: &mut *dest.data, offsets: &offsets };
     pv_rows::<S, E, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
+}
+
+/// The largest element of `x`, or NaN if `x` holds a NaN (−∞ if empty).
+#[inline(always)]
+fn largest<S: Simd>(simd: S, x: &[f32]) -> f32 {
+    let l = S::LANES;
+    let (mut max, mut nan) = (simd.splat(f32::NEG_INFINITY), simd.splat(0.0));
+    let mut j = 0;
+    while j + l <= x.len() {
+        let v = simd.load(&x[j..]);
+        (max, nan) = (max.max(v), nan.nan_or(v * simd.splat(0.0)));
+        j += l;
+    }
+    let v = simd.load_partial(&x[j..]);
+    (max, nan) = (max.max(v), nan.nan_or(v * simd.splat(0.0)));
+    max.reduce_max() + nan.reduce_add()
 }
 
 /// P·V for rows that see the keys `seen[r]` of the tile: the keys every row

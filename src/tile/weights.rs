@@ -8,10 +8,12 @@
 //! - `Dot`: the logit `scale · x_j`; `Additive`: `x_j` is the logit;
 //! - `NegSqDist`: `x_j = a·b_j` with `a = q − c`, `b_j = k_j − c` for the
 //!   block's centre `c` (centre.rs), and the logit is `−scale · d²` with
-//!   `d² = ‖a‖² + ‖b_j‖² − 2 x_j`, clamped at 0. A `d²` that is not finite
-//!   (a row or key whose distance from the centre overflows, NaN input)
-//!   becomes NaN, so that the row is computed again on the scalar path,
-//!   which measures `‖q − k_j‖²` directly;
+//!   `d² = ‖a‖² + ‖b_j‖² − 2 x_j`, clamped at 0. When `‖a‖² + ‖b_j‖² <
+//!   f32::MAX / 2` for every key of the tile (checked once per row and
+//!   tile), every `d²` is finite (`|2 x_j| ≤ ‖a‖² + ‖b_j‖²`). Otherwise a
+//!   `d²` that is not finite (a row or key whose distance from the centre
+//!   overflows, NaN input) becomes NaN, so that the row is computed again
+//!   on the scalar path, which measures `‖q − k_j‖²` directly;
 //! - `NegLogDist`: the squared distance `‖q‖² + ‖k_j‖² − 2 x_j`, clamped at 0,
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
 //!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
@@ -48,6 +50,9 @@ pub(crate) struct Row<'a> {
     pub hi: usize,
     /// `‖q‖²` (`NegLogDist`) or `‖q − c‖²` (`NegSqDist`).
     pub q_norm: f32,
+    /// `NegSqDist`: `q_norm + ‖k_j − c‖² < f32::MAX / 2` for every key of
+    /// the tile (false if any is NaN), so that every `d²` is finite.
+    pub finite: bool,
     /// Bias entries of the tile's keys (at least `hi` of them).
     pub bias: Option<&'a [f32]>,
 }
@@ -89,10 +94,15 @@ pub(crate) fn weights<S: Simd>(
             Kind::Additive { .. } => x,
             Kind::SqDist { scale } => {
                 let d2 = x.mul_add(simd.splat(-2.0), simd.splat(row.q_norm) + simd.load(&kn[j..]));
-                // `d2 · 0 + d2` is d2 where d2 is finite, NaN where it is ±∞ or NaN.
                 let zero = simd.splat(0.0);
-                let d2 = d2.mul_add(zero, d2);
-                d2.lt_select(zero, zero, d2) * simd.splat(-scale)
+                let d2 = if row.finite {
+                    d2.max(zero)
+                } else {
+                    // `d2 · 0 + d2` is d2 where d2 is finite, NaN where it is ±∞ or NaN.
+                    let d2 = d2.mul_add(zero, d2);
+                    d2.lt_select(zero, zero, d2)
+                };
+                d2 * simd.splat(-scale)
             }
             Kind::LogDist { eps, p } => {
                 let d2 = sq_dist(simd, x, simd.load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
