@@ -12,8 +12,9 @@ pub(crate) const BLOCK_ROWS: usize = 512;
 /// The decode pass takes the query heads that share a key/value head when
 /// they have at most this many rows in all.
 pub(crate) const DECODE_ROWS: usize = 8;
-/// How many key rows ahead the decode passes that prefetch keys during the
-/// dot products ask for (8 KiB at d = 128).
+/// How many `f32` key rows ahead the decode passes that prefetch keys during
+/// the dot products ask for (8 KiB at d = 128); as many bytes ahead, twice
+/// the rows, for 16-bit keys.
 pub(crate) const KEYS_AHEAD: usize = 16;
 
 /// One level's blocking.

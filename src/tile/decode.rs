@@ -127,6 +127,8 @@ fn stream<S: Simd, E: Element, const R: usize>(
     let norms = needs_norms(p.kind) && !(cached.is_some() && reads_cached_norms(p.kind));
     let mut s = [[0.0f32; TK]; R];
     let mut kn = [0.0f32; TK];
+    // The prefetch distance is in bytes: twice the rows for 16-bit keys.
+    let keys_ahead = KEYS_AHEAD * 4 / size_of::<E>();
     for t0 in p.keys_seen(at.iter().map(|a| a.i)).step_by(TK) {
         let nt = TK.min(p.key_len - t0);
         let seen = at.map(|a| p.seen_in_tile(a.i, t0, nt));
@@ -139,8 +141,8 @@ fn stream<S: Simd, E: Element, const R: usize>(
         // value columns read. `scheme` is a constant.
         let scheme = S::TUNING.decode[R].prefetch;
         let ahead = |j: usize| {
-            if scheme == Prefetch::KeysAhead && t0 + j + KEYS_AHEAD < p.key_len {
-                prefetch_l2(k.row(t0 + j + KEYS_AHEAD));
+            if scheme == Prefetch::KeysAhead && t0 + j + keys_ahead < p.key_len {
+                prefetch_l2(k.row(t0 + j + keys_ahead));
             }
             if scheme != Prefetch::None {
                 prefetch_l2(v.row(t0 + j));
