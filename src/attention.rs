@@ -1,7 +1,7 @@
 //! The public entry: an [`Attention`] configuration, validated into a
 //! [`Problem`] and handed to a kernel.
 
-use crate::problem::{Problem, Typed};
+use crate::problem::{Alibi, Problem, Typed};
 use crate::view::Layout;
 use crate::{
     arch, scalar, tile, Bias, Element, Error, HeadsMut, HeadsRef, Level, Mask, MatMut, MatRef, Scorer,
@@ -51,6 +51,9 @@ pub struct Attention<'b> {
     pub(crate) key_len: Option<usize>,
     pub(crate) bias: Option<Bias<'b>>,
     pub(crate) norms: Option<HeadsRef<'b>>,
+    pub(crate) softcap: Option<f32>,
+    pub(crate) alibi: Option<&'b [f32]>,
+    pub(crate) sinks: Option<&'b [f32]>,
     pub(crate) kernel: Kernel,
     pub(crate) max_level: Level,
 }
@@ -133,6 +136,9 @@ impl<'b> Attention<'b> {
             key_len: None,
             bias: None,
             norms: None,
+            softcap: None,
+            alibi: None,
+            sinks: None,
             kernel: Kernel::Tiled,
             max_level: Level::Avx512,
         }
@@ -189,6 +195,100 @@ impl<'b> Attention<'b> {
     #[must_use]
     pub const fn bias(mut self, bias: Bias<'b>) -> Self {
         self.bias = Some(bias);
+        self
+    }
+
+    /// Logit softcapping (Gemma 2): each score `s(q_i, k_j)` becomes
+    /// `cap · tanh(s / cap)` before the bias, ALiBi and the mask apply, so
+    /// that every logit lies within `±cap` plus those terms (`±∞` scores give
+    /// `±cap`). `cap` must be finite and positive ([`Error::InvalidParameter`]
+    /// with `what = "softcap"` at the call otherwise).
+    ///
+    /// ```
+    /// use streamattn::{Attention, MatMut, MatRef, Scorer};
+    /// let k = [100.0f32, 0.0, -100.0, 0.0];
+    /// let v = [1.0f32, 0.0];
+    /// let mut out = [0.0f32];
+    /// // Scores ±100 capped to about ±5: the second key keeps a weight of e^-10.
+    /// Attention::new(Scorer::Dot { scale: Some(1.0) }).softcap(5.0).run(
+    ///     MatRef::dense(&[1.0, 0.0], 1, 2)?,
+    ///     MatRef::dense(&k, 2, 2)?,
+    ///     MatRef::dense(&v, 2, 1)?,
+    ///     MatMut::dense(&mut out, 1, 1)?,
+    /// )?;
+    /// assert!((out[0] - 1.0 / (1.0 + (-10f32).exp())).abs() < 1e-6);
+    /// # Ok::<(), streamattn::Error>(())
+    /// ```
+    #[must_use]
+    pub const fn softcap(mut self, cap: f32) -> Self {
+        self.softcap = Some(cap);
+        self
+    }
+
+    /// ALiBi (Press et al. 2022): query head `h` adds
+    /// `−slopes[h] · |i + key_len − n_q − j|` to the logit of row `i` and key
+    /// `j`, computed on the fly (no bias matrix). Query rows are the last
+    /// `n_q` positions of the `key_len` keys (bottom-right, as a causal mask
+    /// with `offset = key_len − n_q`), as in FlashAttention. `slopes` has one
+    /// finite entry per query head ([`Error::ShapeMismatch`] or
+    /// [`Error::InvalidParameter`] with `what = "alibi_slopes"` at the call
+    /// otherwise); the usual choice for `H` heads is `2^(−8(h+1)/H)`.
+    /// Positions are exact in `f32` up to `2²⁴` keys.
+    ///
+    /// ```
+    /// use streamattn::{Attention, MatMut, MatRef, Mask, Scorer};
+    /// // Equal scores: ALiBi alone weighs key j by e^{-|2 - j|}.
+    /// let v = [1.0f32, 2.0, 3.0];
+    /// let mut out = [0.0f32];
+    /// Attention::new(Scorer::dot()).alibi(&[1.0]).mask(Mask::Causal { offset: 2 }).run(
+    ///     MatRef::dense(&[0.0], 1, 1)?,
+    ///     MatRef::dense(&[0.0; 3], 3, 1)?,
+    ///     MatRef::dense(&v, 3, 1)?,
+    ///     MatMut::dense(&mut out, 1, 1)?,
+    /// )?;
+    /// let w = [(-2f32).exp(), (-1f32).exp(), 1.0];
+    /// let want = (w[0] + 2.0 * w[1] + 3.0 * w[2]) / (w[0] + w[1] + w[2]);
+    /// assert!((out[0] - want).abs() < 1e-6);
+    /// # Ok::<(), streamattn::Error>(())
+    /// ```
+    #[must_use]
+    pub const fn alibi(mut self, slopes: &'b [f32]) -> Self {
+        self.alibi = Some(slopes);
+        self
+    }
+
+    /// Attention sinks: query head `h` has one more logit, `sinks[h]`, which
+    /// joins every row's softmax denominator and carries no value:
+    ///
+    /// ```text
+    /// out[i] = Σ_j e^{s_ij} v_j / (e^{sinks[h]} + Σ_j e^{s_ij})
+    /// lse[i] = ln(e^{sinks[h]} + Σ_j e^{s_ij})
+    /// ```
+    ///
+    /// so a row with no visible key gets `out = 0` and `lse = sinks[h]`.
+    /// `sinks` has one finite entry per query head ([`Error::ShapeMismatch`]
+    /// or [`Error::InvalidParameter`] with `what = "sinks"` at the call
+    /// otherwise). To [`merge`](crate::merge) partial results over key
+    /// ranges, give the sinks to one part only.
+    ///
+    /// ```
+    /// use streamattn::{Attention, MatMut, MatRef, Scorer};
+    /// let mut out = [0.0f32];
+    /// let mut lse = [0.0f32];
+    /// // One key of logit 0 and a sink of logit 0: half the weight each.
+    /// Attention::new(Scorer::dot()).sinks(&[0.0]).run_lse(
+    ///     MatRef::dense(&[0.0], 1, 1)?,
+    ///     MatRef::dense(&[0.0], 1, 1)?,
+    ///     MatRef::dense(&[4.0], 1, 1)?,
+    ///     MatMut::dense(&mut out, 1, 1)?,
+    ///     &mut lse,
+    /// )?;
+    /// assert!((out[0] - 2.0).abs() < 1e-6 && (lse[0] - 2f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), streamattn::Error>(())
+    /// ```
+    #[must_use]
+    pub const fn sinks(mut self, sinks: &'b [f32]) -> Self {
+        self.sinks = Some(sinks);
         self
     }
 
@@ -279,7 +379,11 @@ impl<'b> Attention<'b> {
     /// - [`Error::OutOfRange`]: mask offset or key length above `n_kv`;
     /// - [`Error::BufferTooShort`], [`Error::Overflow`]: a bias or `lse` too short;
     /// - [`Error::ShapeMismatch`] with `what = "key_norms"`: cached key norms
-    ///   not of the keys' shape.
+    ///   not of the keys' shape;
+    /// - [`Error::InvalidParameter`] with `what = "softcap"`: a softcap not
+    ///   finite and positive; with `what = "alibi_slopes"` or `"sinks"`, an
+    ///   entry not finite ([`Error::ShapeMismatch`] if there are not
+    ///   `n_heads` entries).
     ///
     /// `n_q = 0` does nothing; `n_kv = 0` gives zero rows and `lse = −∞`.
     ///
@@ -360,6 +464,19 @@ impl<'b> Attention<'b> {
         if let Some(n) = &self.norms {
             crate::norms::check(&k, n.heads(), n.rows(), n.cols())?;
         }
+        if let Some(cap) = self.softcap {
+            if !(cap.is_finite() && cap > 0.0) {
+                return Err(Error::InvalidParameter { what: "softcap", value: cap });
+            }
+        }
+        for (what, per_head) in [("alibi_slopes", self.alibi), ("sinks", self.sinks)] {
+            if let Some(x) = per_head {
+                mismatch(what, n_heads, x.len())?;
+                if let Some(&bad) = x.iter().find(|x| !x.is_finite()) {
+                    return Err(Error::InvalidParameter { what, value: bad });
+                }
+            }
+        }
         if let Some(l) = lse {
             let needed = n_heads.checked_mul(n_q).ok_or(Error::Overflow { what: "lse" })?;
             if l.len() < needed {
@@ -375,6 +492,10 @@ impl<'b> Attention<'b> {
             key_len,
             bias: self.bias,
             norms: self.norms,
+            softcap: self.softcap,
+            // Rows are the last n_q positions of the key_len keys.
+            alibi: self.alibi.map(|slopes| Alibi { slopes, delta: key_len as isize - n_q as isize }),
+            sinks: self.sinks,
             group: n_heads / n_kv_heads,
             level: self.level(),
         })

@@ -6,7 +6,7 @@ use core::fmt;
 ///
 /// Every check happens before any output is written, so an `Err` leaves the
 /// output buffers untouched. `what` names the argument at fault: `"k"`, `"v"`,
-/// `"out"`, `"bias"`, `"lse"` in an attention call; `"out_b"`, `"lse_a"`,
+/// `"out"`, `"bias"`, `"lse"`, `"alibi_slopes"`, `"sinks"` in an attention call; `"out_b"`, `"lse_a"`,
 /// `"lse_b"` in [`merge`](crate::merge); `"matrix"` or `"heads"` when a view
 /// constructor rejects its shape; `"scale"`, `"eps"`, `"p"`, `"offset"`,
 /// `"key_len"` for parameters; `"split"` for a split point of the parallel
@@ -71,10 +71,13 @@ pub enum Error {
         /// Key/value heads.
         n_kv_heads: usize,
     },
-    /// A scorer parameter is out of its domain: `scale` not finite or not
-    /// positive, `eps` negative or not finite, `p` not finite or not positive.
+    /// A parameter is out of its domain: `scale` not finite or not
+    /// positive, `eps` negative or not finite, `p` not finite or not
+    /// positive; a softcap not finite or not positive; an ALiBi slope or a
+    /// sink not finite.
     InvalidParameter {
-        /// `"scale"`, `"eps"`, `"p"`, `"w"` or `"w_l1_norm"` (`‖w‖₁` too large).
+        /// `"scale"`, `"eps"`, `"p"`, `"w"`, `"w_l1_norm"` (`‖w‖₁` too
+        /// large), `"softcap"`, `"alibi_slopes"` or `"sinks"`.
         what: &'static str,
         /// The rejected value.
         value: f32,
@@ -108,7 +111,7 @@ impl fmt::Display for Error {
                 write!(f, "{n_heads} query heads is not a positive multiple of {n_kv_heads} key/value heads")
             }
             Error::InvalidParameter { what, value } => {
-                write!(f, "scorer parameter {what} = {value} is out of its domain")
+                write!(f, "parameter {what} = {value} is out of its domain")
             }
             Error::OutOfRange { what, value, max } => {
                 write!(f, "{what} = {value} is out of range (at most {max})")

@@ -23,10 +23,33 @@ pub(crate) struct Problem<'a, E: Element = f32> {
     pub bias: Option<Bias<'a>>,
     /// Cached `‖k_j‖²`, `n_kv_heads × n_kv × 1`.
     pub norms: Option<HeadsRef<'a>>,
+    /// Logit softcap `c`: scores become `c·tanh(s/c)`.
+    pub softcap: Option<f32>,
+    /// ALiBi slopes, one per query head, and the position offset.
+    pub alibi: Option<Alibi<'a>>,
+    /// Attention sinks: one logit per query head.
+    pub sinks: Option<&'a [f32]>,
     /// Query heads per key/value head.
     pub group: usize,
     /// The level the tiled kernel runs at (supported by the CPU).
     pub level: Level,
+}
+
+/// ALiBi: query head `h` adds `−slopes[h] · |i + delta − j|` to the logit
+/// of row `i` and key `j` (row and key indices of this problem).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Alibi<'a> {
+    pub slopes: &'a [f32],
+    pub delta: isize,
+}
+
+impl Alibi<'_> {
+    /// `(−slope, position)` of row `i` of head `h`: the term of key `j` is
+    /// `−slope · |j − position|`. The position is exact in `f32` below 2²⁴.
+    #[inline]
+    pub fn row(&self, h: usize, i: usize) -> (f32, f32) {
+        (-self.slopes[h], (i as isize + self.delta) as f32)
+    }
 }
 
 /// A problem by its concrete element type.
@@ -58,6 +81,9 @@ impl<'a, E: Element> Problem<'a, E> {
             key_len: self.key_len,
             bias: self.bias,
             norms: self.norms,
+            softcap: self.softcap,
+            alibi: self.alibi,
+            sinks: self.sinks,
             group: self.group,
             level: self.level,
         }
@@ -65,6 +91,12 @@ impl<'a, E: Element> Problem<'a, E> {
 }
 
 impl<E: Element> Problem<'_, E> {
+    /// Whether the logits are the scorer's values alone: no bias, softcap,
+    /// ALiBi or sinks (the linear-domain softmax needs this).
+    pub fn plain(&self) -> bool {
+        self.bias.is_none() && self.softcap.is_none() && self.alibi.is_none() && self.sinks.is_none()
+    }
+
     /// The keys some row of `rows` sees: the smallest range holding every
     /// row's keys (empty if no row sees a key).
     pub fn keys_seen(&self, rows: impl IntoIterator<Item = usize>) -> Range<usize> {
@@ -113,8 +145,13 @@ impl<'a, E: Element> Problem<'a, E> {
             v: self.v.sub(hk..hk + 1, keys.clone()),
             mask,
             key_len,
-            bias: self.bias.map(|b| b.sub(heads.start, rows, keys.clone())),
-            norms: self.norms.map(|n| n.sub(hk..hk + 1, keys)),
+            bias: self.bias.map(|b| b.sub(heads.start, rows.clone(), keys.clone())),
+            norms: self.norms.map(|n| n.sub(hk..hk + 1, keys.clone())),
+            alibi: self.alibi.map(|a| Alibi {
+                slopes: &a.slopes[heads.clone()],
+                delta: a.delta + rows.start as isize - keys.start as isize,
+            }),
+            sinks: self.sinks.map(|s| &s[heads.clone()]),
             group: heads.len(),
             ..*self
         }

@@ -3,9 +3,11 @@
 //!
 //! It is the crate's meaning written as simply as the algorithm allows, and
 //! every vectorised kernel is tested against it. Per row: compute the logits
-//! of a tile of at most [`TILE`] keys into a stack array, fold the tile into
+//! of a tile of at most [`TILE`] keys into a stack array (the scorer's value,
+//! softcapped, plus the bias and the ALiBi term), fold the tile into
 //! the running maximum and sum ([`Running`]), accumulate `p_j v_j` straight
-//! into the output row, and divide by the sum at the end. Columns whose
+//! into the output row, fold in the sink if any, and divide by the sum at
+//! the end. Columns whose
 //! sum overflowed are computed again with scaled values
 //! ([`rescue_overflow`], which the tiled kernel uses too).
 
@@ -78,6 +80,7 @@ fn row_cols<E: Element>(
     let k = problem.k.head(h / problem.group);
     let v = problem.v.head(h / problem.group);
     let bias = problem.bias.map(|b| b.row(h, i));
+    let alibi = problem.alibi.map(|a| a.row(h, i));
     let mut s = [0.0f32; TILE];
     o.fill(0.0);
     let mut run = Running::EMPTY;
@@ -86,7 +89,16 @@ fn row_cols<E: Element>(
         let n = TILE.min(keys.end - start);
         let tile = &mut s[..n];
         for (t, st) in tile.iter_mut().enumerate() {
-            *st = kind.logit(qi, k.row(start + t)) + bias.map_or(0.0, |b| b[start + t]);
+            let j = start + t;
+            let mut x = kind.logit(qi, k.row(j));
+            if let Some(c) = problem.softcap {
+                x = c * libm::tanhf(x / c);
+            }
+            x += bias.map_or(0.0, |b| b[j]);
+            if let Some((neg_slope, at)) = alibi {
+                x += neg_slope * (j as f32 - at).abs();
+            }
+            *st = x;
         }
         let tile_max = tile.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let (alpha, shift) = run.advance(tile_max);
@@ -103,7 +115,9 @@ fn row_cols<E: Element>(
             }
         }
     }
+    let alpha = problem.sinks.map_or(1.0, |s| run.sink(s[h]));
     let (inv, row_lse) = run.finish();
+    let inv = inv * alpha;
     if inv == 0.0 {
         o.fill(0.0); // no key had weight: exactly 0, even if a weight-0 value was NaN
     } else {

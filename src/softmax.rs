@@ -43,6 +43,15 @@ impl Running {
         (alpha, shift)
     }
 
+    /// Folds in a sink: a logit `s` with no value (it joins `l` only).
+    /// Returns the factor `α` by which the accumulator must be rescaled.
+    #[inline]
+    pub(crate) fn sink(&mut self, s: f32) -> f32 {
+        let (alpha, shift) = self.advance(s);
+        self.l += weight(s, shift);
+        alpha
+    }
+
     /// `(1/l, lse)`: the factor that normalises the accumulator (0 when no key
     /// had weight) and the log-sum-exp of the logits seen.
     #[inline]

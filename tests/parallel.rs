@@ -168,10 +168,14 @@ fn masks(n_q: usize, n_kv: usize) -> Vec<Mask> {
 }
 
 /// `case` with a random mask-free variant: bias per head or shared, a key
-/// length, or both, chosen by `v`; cached key norms when `v & 8`; and K and
-/// V stored as `f32`, `f16` or `bf16` by `seed` (a third of the cases each).
+/// length, or both, chosen by `v`; cached key norms when `v & 8`; K and
+/// V stored as `f32`, `f16` or `bf16` by `seed` (a third of the cases each);
+/// and a softcap, ALiBi and sinks for a quarter of the seeds.
 fn variant(mut case: Case, v: usize, seed: u64) -> Case {
     case = case.with_elem(Elem::ALL[seed as usize % 3]);
+    if seed % 4 == 1 {
+        case = case.with_softcap(20.0).with_alibi(0.25).with_sinks(seed, 2.0);
+    }
     if v & 8 != 0 {
         case = case.with_cached_norms();
     }
@@ -480,11 +484,24 @@ fn merged(a: &Reference, b: &Reference, union: Reference, dv: usize) -> Referenc
 /// The bound of the split call's result: the merge bound folded over the
 /// parts `bounds[k]..bounds[k + 1]`, in key order.
 fn split_reference(case: &Case, bounds: &[usize]) -> Reference {
-    let mut acc = restricted(case, slice::from_ref(&(bounds[0]..bounds[1])));
+    // The parts have no sinks: the split call merges them in last, as a
+    // part of output 0 and log-sum-exp `sinks[h]` (exact).
+    let parts = Case { sinks: None, ..case.clone() };
+    let mut acc = restricted(&parts, slice::from_ref(&(bounds[0]..bounds[1])));
     for w in bounds.windows(2).skip(1) {
-        let part = restricted(case, slice::from_ref(&(w[0]..w[1])));
-        let union = restricted(case, slice::from_ref(&(bounds[0]..w[1])));
+        let part = restricted(&parts, slice::from_ref(&(w[0]..w[1])));
+        let union = restricted(&parts, slice::from_ref(&(bounds[0]..w[1])));
         acc = merged(&acc, &part, union, case.dv);
+    }
+    if let Some(sinks) = &case.sinks {
+        let rows = case.heads * case.n_q;
+        let sink = Reference {
+            out: vec![0.0; rows * case.dv],
+            lse: (0..rows).map(|r| sinks[r / case.n_q] as f64).collect(),
+            tol: vec![0.0; rows * case.dv],
+            lse_tol: vec![0.0; rows],
+        };
+        acc = merged(&acc, &sink, restricted(case, slice::from_ref(&(bounds[0]..case.n_kv))), case.dv);
     }
     acc
 }

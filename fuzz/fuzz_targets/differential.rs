@@ -6,7 +6,8 @@
 //! grouped-query sharing, `n_q ≤ 64`, `n_kv ≤ 300`, `d ≤ 300`, `d_v ≤ 64`,
 //! any of the four scorers — `Additive` with weights of `‖w‖₁` from ~2^-60
 //! to ~2·10³ —, any mask, key length, optional bias with `−∞` entries, any
-//! of the three memory layouts, finite grid data with special structure).
+//! of the three memory layouts, finite grid data with special structure;
+//! a softcap, ALiBi and sinks in a quarter of the cases each).
 //!
 //! Asserted (`common::check`): each kernel within the reference tolerance
 //! (NaN only where the reference is NaN; rows that see no key exactly 0 with
@@ -43,7 +44,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     let opts = valid::Opts { multi_head: true, masks: true, budget: 1 << 21 };
-    let Ok(Some(case)) = valid::case(&mut u, opts) else { return };
+    let Ok(Some(mut case)) = valid::case(&mut u, opts) else { return };
+    if extras(&mut u, &mut case).is_err() {
+        return;
+    }
     let nan_rows = valid::nan_rows(&case);
     if nan_rows.is_empty() {
         common::check(&case);
@@ -51,6 +55,24 @@ fuzz_target!(|data: &[u8]| {
         check_with_nan_rows(&case, &nan_rows);
     }
 });
+
+/// A softcap, ALiBi slopes and sinks, each in one case of four, of
+/// moderate size: logits stay far below the reference's limits (ALiBi terms
+/// up to `4 · 300`, sinks up to 30 in magnitude).
+fn extras(u: &mut Unstructured, case: &mut Case) -> arbitrary::Result<()> {
+    if u.ratio(1u8, 4u8)? {
+        case.softcap = Some(*u.choose(&[0.5f32, 3.0, 30.0, 1e3])?);
+    }
+    if u.ratio(1u8, 4u8)? {
+        let amp = *u.choose(&[0.01f32, 0.5, 4.0])?;
+        case.slopes = Some((0..case.heads).map(|h| amp * (-(h as f32 + 1.0)).exp2()).collect());
+    }
+    if u.ratio(1u8, 4u8)? {
+        let amp = *u.choose(&[1.0f32, 30.0])?;
+        case.sinks = Some((0..case.heads).map(|h| amp * ((h * 7 % 5) as f32 - 2.0) / 2.0).collect());
+    }
+    Ok(())
+}
 
 /// `common::check` with the NaN rows set aside (module docs).
 fn check_with_nan_rows(case: &Case, nan_rows: &[usize]) {

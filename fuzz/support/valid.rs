@@ -541,6 +541,9 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
         // Half the cases hand the kernels cached key norms (`key_norms`).
         cached_norms: rng.below(2) == 0,
         elem,
+        softcap: None,
+        slopes: None,
+        sinks: None,
     };
     if let Some((shared, mode)) = bias_mode {
         let bh = if shared { 1 } else { heads };
@@ -597,7 +600,8 @@ pub fn case(u: &mut Unstructured, opts: Opts) -> Result<Option<Owned>> {
 /// with `eps = 0`, the query equal to the key (logit `+∞`), bias `−∞`.
 pub fn nan_rows(case: &Case) -> Vec<usize> {
     let Scorer::NegLogDist { eps, .. } = case.scorer else { return vec![] };
-    if eps != 0.0 || case.bias.is_none() {
+    // A softcap turns the `+∞` logit into `+cap`: no NaN.
+    if eps != 0.0 || case.bias.is_none() || case.softcap.is_some() {
         return vec![];
     }
     let mut rows = vec![];

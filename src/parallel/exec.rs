@@ -75,7 +75,8 @@ fn compute_part<E: Element>(
         if rows.is_empty() {
             continue;
         }
-        let sp = p.sub(u.heads.clone(), rows.clone(), keys.clone(), mask);
+        // The sinks join the merged result once (run_split), not each part.
+        let sp = Problem { sinks: None, ..p.sub(u.heads.clone(), rows.clone(), keys.clone(), mask) };
         let (r0, ng) = (rows.start - u.rows.start, rows.len());
         let layout = Layout { heads: nh, rows: ng, cols: d_v, head_stride: nr * d_v, row_stride: d_v };
         let mut group_lse = vec![0.0; nh * ng];
@@ -132,6 +133,14 @@ pub(super) fn run_split<E: Element>(
                     merge_row(&mut acc[r * d_v..][..d_v], &mut acc_lse[r], &o[r * d_v..][..d_v], lr);
                 }
                 infinite[r] += usize::from(lr == f32::INFINITY);
+            }
+        }
+        // The sinks: one more part, of output 0 and log-sum-exp `sinks[h]`.
+        if let Some(sinks) = p.sinks {
+            let zero = vec![0.0f32; d_v];
+            for r in 0..n {
+                let h = u.heads.start + r / u.rows.len();
+                merge_row(&mut acc[r * d_v..][..d_v], &mut acc_lse[r], &zero, sinks[h]);
             }
         }
         // A row with `+∞` scores in two or more parts: the merge can only

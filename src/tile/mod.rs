@@ -179,7 +179,7 @@ fn start_row<E: Element>(p: &Problem<'_, E>, at: At, out: &mut [f32], ol: &Layou
     out[o..o + p.v.cols()].fill(0.0);
     let q = p.q.head(at.h).row(at.i);
     let q_norm = if matches!(p.kind, Kind::LogDist { .. }) { dot(q, q) } else { 0.0 };
-    let run = if weights::linear(p.kind, p.bias.is_some()) { Running::EMPTY_LINEAR } else { Running::EMPTY };
+    let run = if weights::linear(p.kind, p.plain()) { Running::EMPTY_LINEAR } else { Running::EMPTY };
     (run, q_norm)
 }
 
@@ -187,13 +187,15 @@ fn start_row<E: Element>(p: &Problem<'_, E>, at: At, out: &mut [f32], ol: &Layou
 fn finish_row<E: Element>(
     p: &Problem<'_, E>,
     at: At,
-    run: Running,
+    mut run: Running,
     out: &mut [f32],
     ol: &Layout,
     lse: Option<&mut [f32]>,
 ) {
-    let linear = weights::linear(p.kind, p.bias.is_some());
+    let linear = weights::linear(p.kind, p.plain());
+    let alpha = p.sinks.map_or(1.0, |s| run.sink(s[at.h]));
     let (inv, row_lse) = if linear { run.finish_linear() } else { run.finish() };
+    let inv = inv * alpha;
     let o = ol.offset(at.h, at.i);
     let o = &mut out[o..o + p.v.cols()];
     if centred(p.kind) && run.l.is_nan() {
@@ -517,6 +519,7 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
     let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
     // `NegSqDist`: the largest `‖k_j − c‖²` of the tile, for `Row::finite`.
     let kn_max = if matches!(p.kind, Kind::SqDist { .. }) { largest(simd, &kn[..nt]) } else { 0.0 };
+    let linear = weights::linear(p.kind, p.plain());
     let mut alpha = [1.0f32; R];
     for r in 0..R {
         if seen[r].is_empty() {
@@ -529,6 +532,12 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
             q_norm: q_norm[r],
             finite: q_norm[r] + kn_max < f32::MAX / 2.0,
             bias: p.bias.map(|b| &b.row(h, i)[t0..t0 + nt]),
+            softcap: p.softcap.map(|c| (c, 1.0 / c)),
+            alibi: p.alibi.map(|a| {
+                let (neg_slope, pos) = a.row(h, i);
+                (neg_slope, pos - t0 as f32)
+            }),
+            linear,
         };
         let qi = p.q.head(h).row(i);
         alpha[r] =

@@ -18,17 +18,19 @@
 //!   recomputed exactly as `Σ (q_c − k_c)²` wherever the norms are not finite
 //!   or the cancellation error (at most `2γ_{d+2}(‖q‖² + ‖k_j‖²)`) could exceed
 //!   `8γ_{d+2}` of what is used next: `eps + d²` for `p = 2`, `d²` for other
-//!   powers. Then, with `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and no bias, the weight `1/(eps + d^p)`
+//!   powers. Then, with `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and plain logits, the weight `1/(eps + d^p)`
 //!   (`d^p` is `d²`, `√d²`, or `e^{(p/2) ln d²}`, which flushes below about
 //!   `1e-38`, negligible next to `eps`): a reciprocal, no exponential. Otherwise
 //!   the logit `−ln(eps + d^p) + b_j`, computed as
 //!   `−logaddexp(ln eps, (p/2)·ln d²)` so that neither a tiny `eps` nor a
 //!   tiny distance overflows or underflows;
 //!
-//! plus the bias for logits. Then one of two normalisations:
+//! then for logits the softcap `c·tanh(s/c)` (computed as `c·tanh(s·(1/c))`),
+//! the bias and the ALiBi term `−slope·|j − position|` (one fused
+//! multiply-add). Then one of two normalisations:
 //!
 //! - log domain: `p_j = e^{s_j − m'}` ([`Running::advance`]);
-//! - linear domain (`NegLogDist`, `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2`, no bias): `p_j = w_j / m'`
+//! - linear domain (`NegLogDist`, `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2`, plain logits): `p_j = w_j / m'`
 //!   where `m'` is the largest weight ([`Running::advance_linear`]). The
 //!   weights are bounded by `1/eps ≤ 1e30`; with a bias or an `eps` outside
 //!   that range they or their reciprocals may leave the f32 range, hence the
@@ -42,6 +44,7 @@ use crate::exp::exp;
 use crate::ln::ln;
 use crate::scorer::Kind;
 use crate::softmax::Running;
+use crate::tanh::tanh;
 
 /// What [`weights`] needs to know about the row.
 pub(crate) struct Row<'a> {
@@ -55,16 +58,24 @@ pub(crate) struct Row<'a> {
     pub finite: bool,
     /// Bias entries of the tile's keys (at least `hi` of them).
     pub bias: Option<&'a [f32]>,
+    /// Softcap `c` and `1/c`.
+    pub softcap: Option<(f32, f32)>,
+    /// ALiBi: `(−slope, position − t0)`: key `j` of the tile adds
+    /// `−slope · |j − (position − t0)|`.
+    pub alibi: Option<(f32, f32)>,
+    /// Whether the row is normalised in the linear domain ([`linear`]).
+    pub linear: bool,
 }
 
 /// Whether rows are normalised in the linear domain: `NegLogDist` with
-/// `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and no bias (weights between `1e-30` and
+/// `1e-30 ≤ eps ≤ 1e30`, `p ≤ 2` and `plain` logits (no bias, softcap, ALiBi
+/// or sinks: [`Problem::plain`](crate::problem::Problem::plain); weights between `1e-30` and
 /// `1e30` when they matter, and their reciprocals too: far from overflow).
 /// With `p > 2`, `d^p` overflows f32 for moderate distances (`d > 4` at
 /// `p = 64`) although the weights relative to each other are fine: the log
 /// domain computes `(p/2)·ln d²` instead and never forms `d^p`.
-pub(crate) fn linear(kind: Kind<'_>, bias: bool) -> bool {
-    matches!(kind, Kind::LogDist { eps, p } if (1e-30..=1e30).contains(&eps) && p <= 2.0) && !bias
+pub(crate) fn linear(kind: Kind<'_>, plain: bool) -> bool {
+    matches!(kind, Kind::LogDist { eps, p } if (1e-30..=1e30).contains(&eps) && p <= 2.0) && plain
 }
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
@@ -83,7 +94,7 @@ pub(crate) fn weights<S: Simd>(
 ) -> f32 {
     let l = S::LANES;
     let (v0, v1) = (row.lo / l * l, row.hi.div_ceil(l) * l);
-    let linear = linear(kind, row.bias.is_some());
+    let linear = row.linear;
     let masked = if linear { 0.0 } else { f32::NEG_INFINITY };
 
     let mut max = simd.splat(masked);
@@ -113,8 +124,15 @@ pub(crate) fn weights<S: Simd>(
                 }
             }
         };
+        if let Some((c, inv_c)) = row.softcap {
+            value = tanh(simd, value * simd.splat(inv_c)) * simd.splat(c);
+        }
         if let Some(b) = bias(simd, row, j) {
             value = value + b;
+        }
+        if let Some((neg_slope, at)) = row.alibi {
+            let j = simd.load(&IOTA[..]) + simd.splat(j as f32);
+            value = (j - simd.splat(at)).abs().mul_add(simd.splat(neg_slope), value);
         }
         max = max.max(value);
         value.store(&mut s[j..]);
@@ -162,6 +180,10 @@ pub(crate) fn weights<S: Simd>(
     run.l += sum.reduce_add();
     alpha
 }
+
+/// `0, 1, 2, …`: lane indices.
+const IOTA: [f32; 16] =
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
 
 /// The bias entries of keys `j..j + LANES` (those before `row.hi`), if the
 /// row has a bias. A function, not a closure: a closure may be compiled out

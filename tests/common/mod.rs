@@ -38,7 +38,14 @@
 //!      `ρ = max(1, p/2)·8γ(d+4) + 5u·|y| + E_exp + 2u` bounds the relative
 //!      error of `eps + d^p`, and `ln x` turns it into an absolute error ρ,
 //!      plus its own rounding `u·(|s| + 1)`;
-//!    - a bias adds the rounding of one addition, `u · |s + b|`.
+//!    - a softcap `s' = c·tanh(s/c)` keeps `e` (it is 1-Lipschitz) and adds
+//!      `0.9u·c + (E_TANH + u)|s'|` (see `softcap` below);
+//!    - a bias adds the rounding of one addition, at most `u · (|s| + |b|)`;
+//!      the ALiBi term `a = −slope·|pos_i − j|` (positions exact) the
+//!      rounding of its product, `u|a|`, and of one more addition,
+//!      `u · (|s| + |b| + |a|)`;
+//!    - a sink is one more logit, exact, whose value is 0: it counts among
+//!      the keys below (in `n_i`, `S_i`, the maximum and `l`), not in `A_c`.
 //!
 //!    `Δ_i = max_j e_ij` over the keys row i sees (but see step 4).
 //! 2. **Weight error**. `p_j = e^{s_j − m}` has relative error at most
@@ -231,6 +238,10 @@ pub struct Case {
     /// How K and V are stored (their data already rounded to that type:
     /// [`Case::with_elem`]).
     pub elem: Elem,
+    /// Logit softcap, ALiBi slopes and sinks (one per query head).
+    pub softcap: Option<f32>,
+    pub slopes: Option<Vec<f32>>,
+    pub sinks: Option<Vec<f32>>,
 }
 
 impl Case {
@@ -266,7 +277,37 @@ impl Case {
             layout: Layout::HeadsMajor,
             cached_norms: false,
             elem: Elem::F32,
+            softcap: None,
+            slopes: None,
+            sinks: None,
         }
+    }
+
+    pub fn with_softcap(mut self, cap: f32) -> Case {
+        self.softcap = Some(cap);
+        self
+    }
+
+    /// ALiBi with the usual slopes `2^(−8(h+1)/H)` times `amp`.
+    pub fn with_alibi(mut self, amp: f32) -> Case {
+        let n = self.heads as f32;
+        self.slopes = Some((0..self.heads).map(|h| amp * (-8.0 * (h as f32 + 1.0) / n).exp2()).collect());
+        self
+    }
+
+    /// Random sinks in [-amp, amp).
+    pub fn with_sinks(mut self, seed: u64, amp: f32) -> Case {
+        self.sinks = Some(Rng::new(seed ^ 0x51c5).vec(self.heads, amp));
+        self
+    }
+
+    /// The ALiBi term of row `i`, key `j` of head `h` (exact in f64): rows
+    /// are the last `n_q` of the `key_len` positions.
+    pub fn alibi_at(&self, h: usize, i: usize, j: usize) -> f64 {
+        self.slopes.as_ref().map_or(0.0, |s| {
+            let pos = i as f64 + self.key_len() as f64 - self.n_q as f64;
+            -(s[h] as f64) * (pos - j as f64).abs()
+        })
     }
 
     pub fn with_cached_norms(mut self) -> Case {
@@ -330,6 +371,15 @@ impl Case {
         if let Some(b) = &self.bias {
             let hs = if self.bias_shared { 0 } else { self.n_q * self.n_kv };
             a = a.bias(Bias::new(b, self.n_q, self.n_kv, hs, self.n_kv).unwrap());
+        }
+        if let Some(c) = self.softcap {
+            a = a.softcap(c);
+        }
+        if let Some(s) = &self.slopes {
+            a = a.alibi(s);
+        }
+        if let Some(s) = &self.sinks {
+            a = a.sinks(s);
         }
         a
     }
@@ -409,11 +459,25 @@ impl Case {
                 kl.clear();
                 for j in keys.clone() {
                     let k = self.krow(hk, j);
-                    let (sij, eij, kij) = pair(self.scorer, q, k, d, &qbox);
-                    let b = self.bias_at(h, i, j) as f64;
-                    s.push(sij + b);
-                    e.push(eij + U * (kij + b).abs());
-                    kl.push((kij + b).abs());
+                    let (mut sij, mut eij, mut kij) = pair(self.scorer, q, k, d, &qbox);
+                    if let Some(c) = self.softcap {
+                        (sij, eij, kij) = softcap(c as f64, sij, eij);
+                    }
+                    let (b, a) = (self.bias_at(h, i, j) as f64, self.alibi_at(h, i, j));
+                    s.push(sij + b + a);
+                    // One rounded addition per term (the ALiBi product and
+                    // its addition are one multiply-add in the tiled kernel).
+                    let terms = [b, a].iter().filter(|x| **x != 0.0).count() as f64;
+                    e.push(eij + U * terms * (kij + b.abs() + a.abs()) + U * a.abs());
+                    kl.push(kij + b.abs() + a.abs());
+                }
+                let n_keys = s.len();
+                if let Some(sinks) = &self.sinks {
+                    // The sink: one more logit, exact, with value 0.
+                    let x = sinks[h] as f64;
+                    s.push(x);
+                    e.push(0.0);
+                    kl.push(x.abs());
                 }
                 let n = s.len();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -445,7 +509,7 @@ impl Case {
                 let wf = (2.0 * delta).exp_m1();
                 for c in 0..dv {
                     let (mut o, mut a, mut vmax) = (0.0, 0.0, 0.0f64);
-                    for (t, j) in keys.clone().enumerate() {
+                    for (t, j) in keys.clone().enumerate().take(n_keys) {
                         let x = self.vrow(hk, j)[c] as f64;
                         vmax = vmax.max(x.abs());
                         if w[t] != 0.0 {
@@ -535,6 +599,20 @@ fn pair(scorer: Scorer, q: &[f32], k: &[f32], d: usize, qbox: &(Vec<f64>, Vec<f6
         }
         _ => unreachable!("scorer not covered by the tests"),
     }
+}
+
+/// A score `s` with error bound `e` softcapped to `c·tanh(s/c)`: the new
+/// score, its error bound and magnitude (step 1 of the derivation, softcap).
+/// `c·tanh(x/c)` is 1-Lipschitz, so `e` carries over. The kernels compute
+/// `c · tanh(fl(s · fl(1/c)))` (the scalar path `fl(s/c)`, less): the
+/// argument errs by `2u|s/c|`, which moves `c·tanh` by at most
+/// `2u·c·|x|·sech²x ≤ 0.9u·c`; the tangent errs by `E_TANH` relative and the
+/// product by `u`. So `e' = e + 0.9u·c + (E_TANH + u)|s'|`. Infinite scores
+/// (an overflowed `NegSqDist` distance) become `±c`, exactly.
+fn softcap(c: f64, s: f64, e: f64) -> (f64, f64, f64) {
+    let t = c * (s / c).tanh();
+    let e = if s.is_finite() { e + 0.9 * U * c + (E_TANH + U) * t.abs() } else { 0.0 };
+    (t, e, t.abs())
 }
 
 /// [`pair`] for `Additive`: `s = Σ_c w_c tanh(q_c + k_c)` (`q`, `k` the

@@ -101,6 +101,24 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     } else {
         None
     };
+    // Softcap, ALiBi slopes and sinks: each in one call of four, any value;
+    // slopes and sinks of the right length most of the time.
+    let softcap = if one_in(u, 4)? { Some(param(u)?) } else { None };
+    let per_head = |u: &mut Unstructured| -> Result<Option<Vec<f32>>> {
+        if !one_in(u, 4)? {
+            return Ok(None);
+        }
+        let len = if u.ratio(7u8, 8u8)? { nh } else { size(u, 10)? };
+        let mut x = floats(u, len.min(64))?;
+        if !x.is_empty() && one_in(u, 8)? {
+            let t = u.choose_index(x.len())?;
+            x[t] = *u.choose(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY])?;
+        }
+        Ok(Some(x))
+    };
+    let slopes = per_head(u)?;
+    let sinks = per_head(u)?;
+    let extras = softcap.is_some() || slopes.is_some() || sinks.is_some();
     let lse_len = match u.int_in_range(0u8..=3)? {
         0 | 1 => nh.saturating_mul(n_q).min(1024),
         2 => nh.saturating_mul(n_q).saturating_sub(1).min(1024),
@@ -125,6 +143,15 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     assert!(att.level().supported() && att.level().lanes() <= kern.1.lanes(), "level cap");
     if let Some(n) = key_len {
         att = att.key_len(n);
+    }
+    if let Some(c) = softcap {
+        att = att.softcap(c);
+    }
+    if let Some(x) = &slopes {
+        att = att.alibi(x);
+    }
+    if let Some(x) = &sinks {
+        att = att.sinks(x);
     }
     let mut bias_entry = None;
     if let Some((rows, cols, rs, hs, shared, buf)) = &bias_spec {
@@ -196,6 +223,19 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
                 }
             }
         }
+        if let Some(c) = softcap {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::InvalidParameter { what: "softcap", value: c });
+            }
+        }
+        for (what, x) in [("alibi_slopes", &slopes), ("sinks", &sinks)] {
+            if let Some(x) = x {
+                mismatch(what, nh, x.len())?;
+                if let Some(&bad) = x.iter().find(|x| !x.is_finite()) {
+                    return Err(Error::InvalidParameter { what, value: bad });
+                }
+            }
+        }
         if with_lse {
             let needed = nh as u128 * n_q as u128;
             if needed > MAX {
@@ -234,6 +274,7 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     let ctx = || {
         format!(
             "{entry_name} with {kern:?}, {scorer:?}, {mask:?}, key_len {key_len:?}, bias {:?}, \
+             softcap {softcap:?}, slopes {slopes:?}, sinks {sinks:?}, \
              heads {nh}/{kvh}, n_q {n_q}, n_kv {n_kv}, d {d}, dv {}",
             bias_entry.map(|(r, c, rs, hs, b)| (r, c, rs, hs, b.len())),
             oo.cols,
@@ -263,7 +304,12 @@ pub(crate) fn attention(u: &mut Unstructured) -> Result<()> {
     let lse_rows = if with_lse { nh * n_q } else { 0 };
     assert!(same_bits(&lse[lse_rows..], &lse_before[lse_rows..]), "{}: lse past heads * n_q written", ctx());
 
-    // Tiers (module docs).
+    // Tiers (module docs). With a softcap, ALiBi or sinks only the checks
+    // above apply here: their results are checked against the f64
+    // reference by the `differential` target.
+    if extras {
+        return Ok(());
+    }
     let group = nh / kvh;
     // n_q = 0: no row to look at, however many heads.
     let nh_rows = if n_q == 0 { 0 } else { nh };
