@@ -1,4 +1,4 @@
-//! Throughput of every scorer on the shapes of design.md §4, next to the
+//! Throughput of every scorer on the shapes below (prefill, a long context, decode), next to the
 //! scalar path and an unfused baseline (matrix product, softmax, matrix
 //! product, with `matrixmultiply`'s sgemm).
 //!
@@ -210,7 +210,8 @@ fn bench(c: &mut Criterion) {
     fma_peak(c, quick);
     bandwidth(c, quick);
     let shapes = if quick { QUICK } else { SHAPES };
-    for s in shapes {
+    let wanted = common::wanted(shapes.iter().map(|s| s.name));
+    for s in shapes.iter().filter(|s| wanted(s.name)) {
         let mut g = group(c, s.name, quick);
         let mask = if s.causal { Mask::causal_bottom_right(s.n_q, s.n_kv) } else { Mask::None };
         g.throughput(throughput(s, s.heads, 4));
@@ -242,6 +243,25 @@ fn bench(c: &mut Criterion) {
                 {
                     let attn = Attention::new(scorer).max_level(level).mask(mask).cached_key_norms(cached);
                     g.bench_function(BenchmarkId::new(name, format!("tiled-cached-norms{sfx}")), |bench| {
+                        bench.iter(|| b.run(s, s.heads, &attn))
+                    });
+                }
+            }
+            // Softcap, ALiBi and sinks on `Dot` (prefill-1k-d128 and decode-32k-d128):
+            // their cost against `dot/tiled` of the same run.
+            if matches!(s.name, "prefill-1k-d128" | "decode-32k-d128") || quick {
+                let slopes: Vec<f32> =
+                    (0..s.heads).map(|h| (-8.0 * (h as f32 + 1.0) / s.heads as f32).exp2()).collect();
+                let sinks: Vec<f32> = (0..s.heads).map(|h| h as f32 * 0.25 - 1.0).collect();
+                let dot = Attention::new(streamattn::Scorer::dot()).max_level(level).mask(mask);
+                let extras = [
+                    ("tiled-softcap", dot.softcap(30.0)),
+                    ("tiled-alibi", dot.alibi(&slopes)),
+                    ("tiled-sinks", dot.sinks(&sinks)),
+                    ("tiled-softcap-alibi-sinks", dot.softcap(30.0).alibi(&slopes).sinks(&sinks)),
+                ];
+                for (name, attn) in extras {
+                    g.bench_function(BenchmarkId::new("dot", format!("{name}{sfx}")), |bench| {
                         bench.iter(|| b.run(s, s.heads, &attn))
                     });
                 }

@@ -26,6 +26,16 @@ pub fn group<'a>(c: &'a mut Criterion, name: &str, quick: bool) -> BenchmarkGrou
 /// The level cap for every benchmark: `STREAMATTN_BENCH_LEVEL` (a
 /// [`Level`] name, e.g. `avx2`), or no cap. Lets one build measure every
 /// level side by side.
+/// The shapes to set up: when the command line's filter (criterion's
+/// positional argument) names some of `names`, only those, else all of them
+/// (setting up a shape's buffers takes seconds, benchmarks or not).
+pub fn wanted<'a>(names: impl Iterator<Item = &'a str> + Clone) -> impl Fn(&str) -> bool {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let named: Vec<String> =
+        names.filter(|n| filter.as_deref().is_some_and(|f| f.contains(n))).map(str::to_owned).collect();
+    move |name| named.is_empty() || named.iter().any(|n| n == name)
+}
+
 pub fn level() -> Level {
     match std::env::var("STREAMATTN_BENCH_LEVEL") {
         Ok(name) => name.parse().unwrap_or_else(|e| panic!("STREAMATTN_BENCH_LEVEL={name}: {e}")),
