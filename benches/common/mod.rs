@@ -29,6 +29,7 @@ pub fn group<'a>(c: &'a mut Criterion, name: &str, quick: bool) -> BenchmarkGrou
 /// The shapes to set up: when the command line's filter (criterion's
 /// positional argument) names some of `names`, only those, else all of them
 /// (setting up a shape's buffers takes seconds, benchmarks or not).
+#[allow(dead_code)] // used by the attention bench, not the parallel one
 pub fn wanted<'a>(names: impl Iterator<Item = &'a str> + Clone) -> impl Fn(&str) -> bool {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let named: Vec<String> =
