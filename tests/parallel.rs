@@ -36,15 +36,14 @@
 #![allow(clippy::pedantic)]
 #![cfg(feature = "rayon")]
 
+#[macro_use]
 mod common;
 
 use common::{merge_bound, paths, Case, Elem, Layout, Path, Reference, Rng, Strided, SCORERS};
 use core::ops::Range;
 use core::slice;
 use std::sync::OnceLock;
-use streamattn::{
-    merge, Attention, Bias, Element, Error, HeadsMut, HeadsRef, KvSplit, Mask, MatMut, MatRef, Scorer,
-};
+use streamattn::{merge, Attention, Bias, Error, HeadsMut, HeadsRef, KvSplit, Mask, MatMut, MatRef, Scorer};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -82,41 +81,19 @@ fn par(case: &Case, kernel: Path, split: KvSplit<'_>) -> (Vec<f32>, Vec<f32>) {
 /// `At(points)`.
 struct ParSplit(Option<Option<Vec<usize>>>);
 
-impl common::Entry for ParSplit {
-    fn call<E: Element>(
-        self,
-        a: &Attention<'_>,
-        q: HeadsRef<'_>,
-        k: HeadsRef<'_, E>,
-        v: HeadsRef<'_, E>,
-        out: HeadsMut<'_>,
-        lse: Option<&mut [f32]>,
-    ) -> Result<(), Error> {
-        let split = match &self.0 {
-            None => KvSplit::Off,
-            Some(None) => KvSplit::Auto,
-            Some(Some(at)) => KvSplit::At(at),
-        };
-        a.par_run_heads_split(q, k, v, out, lse, split)
-    }
-}
+entry!(ParSplit, |self, a, q, k, v, out, lse| {
+    let split = match &self.0 {
+        None => KvSplit::Off,
+        Some(None) => KvSplit::Auto,
+        Some(Some(at)) => KvSplit::At(at),
+    };
+    a.par_run_heads_split(q, k, v, out, lse, split)
+});
 
 /// `Attention::par_run_heads`.
 struct ParRunHeads;
 
-impl common::Entry for ParRunHeads {
-    fn call<E: Element>(
-        self,
-        a: &Attention<'_>,
-        q: HeadsRef<'_>,
-        k: HeadsRef<'_, E>,
-        v: HeadsRef<'_, E>,
-        out: HeadsMut<'_>,
-        lse: Option<&mut [f32]>,
-    ) -> Result<(), Error> {
-        a.par_run_heads(q, k, v, out, lse)
-    }
-}
+entry!(ParRunHeads, |self, a, q, k, v, out, lse| a.par_run_heads(q, k, v, out, lse));
 
 /// The parallel entries run at least this much work in parallel
 /// (`heads · n_q · key_len · (d + d_v)`, `MIN_WORK` in `src/parallel.rs`);

@@ -74,6 +74,7 @@
 #![no_main]
 
 #[path = "../../tests/common/mod.rs"]
+#[macro_use]
 mod common;
 #[path = "../support/valid.rs"]
 mod valid;
@@ -81,7 +82,7 @@ mod valid;
 use arbitrary::{Result, Unstructured};
 use common::{gamma, Case, Path, Reference, Strided, E_EXP, U};
 use libfuzzer_sys::fuzz_target;
-use streamattn::{merge, Attention, Bias, Element, HeadsMut, HeadsRef, KvSplit, MatMut, MatRef};
+use streamattn::{merge, Attention, Bias, KvSplit, MatMut, MatRef};
 
 const TINY: f64 = 7.2e-43; // 2^-140
 const SUB: f64 = 1.401298464324817e-45; // 2^-149
@@ -282,19 +283,9 @@ fn run(u: &mut Unstructured) -> Result<()> {
 /// `Attention::par_run_heads_split` at these points.
 struct ParSplit(Vec<usize>);
 
-impl common::Entry for ParSplit {
-    fn call<E: Element>(
-        self,
-        a: &Attention<'_>,
-        q: HeadsRef<'_>,
-        k: HeadsRef<'_, E>,
-        v: HeadsRef<'_, E>,
-        out: HeadsMut<'_>,
-        lse: Option<&mut [f32]>,
-    ) -> std::result::Result<(), streamattn::Error> {
-        a.par_run_heads_split(q, k, v, out, lse, KvSplit::At(&self.0))
-    }
-}
+entry!(ParSplit, |self, a, q, k, v, out, lse| {
+    a.par_run_heads_split(q, k, v, out, lse, KvSplit::At(&self.0))
+});
 
 /// Row `i` of a result (`got`: its columns and lse) against a target
 /// (`want`: the whole `[row][col]` f64 output and row `i`'s lse) within

@@ -151,22 +151,32 @@ pub trait Entry {
     ) -> Result<(), Error>;
 }
 
+/// `entry!(Type, |self, a, q, k, v, out, lse| body)`: implements [`Entry`]
+/// for `Type` with `body` (any of the crate's entries taking those
+/// arguments). Visible where `common` is declared with `#[macro_use]`.
+#[allow(unused_macros)]
+macro_rules! entry {
+    ($ty:ty, |$s:ident, $a:ident, $q:ident, $k:ident, $v:ident, $out:ident, $lse:ident| $body:expr) => {
+        impl $crate::common::Entry for $ty {
+            fn call<E: streamattn::Element>(
+                $s,
+                $a: &streamattn::Attention<'_>,
+                $q: streamattn::HeadsRef<'_>,
+                $k: streamattn::HeadsRef<'_, E>,
+                $v: streamattn::HeadsRef<'_, E>,
+                $out: streamattn::HeadsMut<'_>,
+                $lse: Option<&mut [f32]>,
+            ) -> Result<(), streamattn::Error> {
+                $body
+            }
+        }
+    };
+}
+
 /// `Attention::run_heads`.
 pub struct RunHeads;
 
-impl Entry for RunHeads {
-    fn call<E: Element>(
-        self,
-        a: &Attention<'_>,
-        q: HeadsRef<'_>,
-        k: HeadsRef<'_, E>,
-        v: HeadsRef<'_, E>,
-        out: HeadsMut<'_>,
-        lse: Option<&mut [f32]>,
-    ) -> Result<(), Error> {
-        a.run_heads(q, k, v, out, lse)
-    }
-}
+entry!(RunHeads, |self, a, q, k, v, out, lse| a.run_heads(q, k, v, out, lse));
 
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
