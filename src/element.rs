@@ -66,6 +66,10 @@ pub(crate) mod sealed {
         /// `x` as the kernels load it (the same memory).
         #[doc(hidden)]
         fn slice(x: &[Self]) -> Slice<'_>;
+        /// Whether the type is `bf16` (the decode pass may read it in
+        /// pairs of vectors).
+        #[doc(hidden)]
+        const BF16: bool = false;
     }
 
     impl Sealed for f32 {
@@ -83,6 +87,7 @@ pub(crate) mod sealed {
     }
 
     impl Sealed for bf16 {
+        const BF16: bool = true;
         #[inline(always)]
         fn slice(x: &[bf16]) -> Slice<'_> {
             Slice::Bf16(x)

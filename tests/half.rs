@@ -17,9 +17,9 @@
 
 mod common;
 
-use common::{check, Case, Elem, Layout, Rng};
+use common::{check, Case, Elem, Layout, Path, Rng};
 use streamattn::{
-    bf16, f16, key_norms, Attention, Element, HeadsMut, HeadsRef, Mask, MatMut, MatRef, Scorer,
+    bf16, f16, key_norms, Attention, Element, HeadsMut, HeadsRef, Level, Mask, MatMut, MatRef, Scorer,
 };
 
 /// (n_q, n_kv, d, d_v): one-row and few-row decode passes, prefill blocks,
@@ -123,7 +123,8 @@ fn far_from_the_origin_and_wide_ranges() {
 /// The 16-bit entries take the same views and return the same errors as
 /// f32, and a 16-bit cache gives exactly the result of an f32 cache holding
 /// the same (widened) values: the kernels widen exactly and then do the same
-/// arithmetic.
+/// arithmetic (except where a level reads `bf16` in pairs of vectors, which
+/// orders the sums differently).
 #[test]
 fn a_16_bit_cache_computes_what_its_widened_f32_copy_computes() {
     let (n_q, n_kv, d) = (5, 77, 40);
@@ -145,7 +146,7 @@ fn a_16_bit_cache_computes_what_its_widened_f32_copy_computes() {
                 };
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 // f16 and bf16 against their widened f32 copies.
-                for (k32, v32, o16, l16) in [
+                for (bf16, (k32, v32, o16, l16)) in [false, true].into_iter().zip([
                     {
                         let (mut o, mut l) = (vec![0.0; n * d], vec![0.0; n]);
                         let (kd, vd) =
@@ -160,7 +161,7 @@ fn a_16_bit_cache_computes_what_its_widened_f32_copy_computes() {
                         a.run_lse(qv, kd, vd, MatMut::dense(&mut o, n, d).unwrap(), &mut l).unwrap();
                         (widen(&kb), widen(&vb), o, l)
                     },
-                ] {
+                ]) {
                     let (mut o32, mut l32) = (vec![0.0; n * d], vec![0.0; n]);
                     run(
                         MatRef::dense(&k32, n_kv, d).unwrap(),
@@ -168,6 +169,14 @@ fn a_16_bit_cache_computes_what_its_widened_f32_copy_computes() {
                         &mut o32,
                         &mut l32,
                     );
+                    if bf16 && kernel == Path::Tiled(Level::Avx2) {
+                        // The AVX2 decode pass reads `bf16` keys and values
+                        // in pairs of vectors, even columns then odd ones,
+                        // so it adds the columns of a dot product in
+                        // another order than for the f32 copy: it is held
+                        // to the f64 bound instead (every_scorer_mask_and_shape).
+                        continue;
+                    }
                     assert_eq!(bits(&o16), bits(&o32), "{scorer:?} {kernel:?} n_q = {n}: outputs differ");
                     assert_eq!(bits(&l16), bits(&l32), "{scorer:?} {kernel:?} n_q = {n}: lse differ");
                 }

@@ -231,6 +231,27 @@ pub(crate) trait Simd: Copy {
     /// The first `LANES` bfloat16 values (their bits) of `s`, widened to
     /// `f32` (panics if `s` is shorter).
     fn load_bf16(self, s: &[u16]) -> Self::V;
+    /// Whether [`load_bf16_pair`](Simd::load_bf16_pair) is cheaper than two
+    /// [`load_bf16`](Simd::load_bf16) (one load and two integer operations
+    /// for `2 · LANES` values instead of two widening loads and two shifts):
+    /// the decode pass then reads `bf16` caches in pairs of vectors.
+    const PAIRED_BF16: bool = false;
+    /// The first `2 · LANES` bfloat16 values (their bits) of `s`, widened to
+    /// `f32` and split by parity: `(s[0], s[2], …)` and `(s[1], s[3], …)`
+    /// (panics if `s` is shorter). A bfloat16 is the high half of the `f32`
+    /// of the same value, so one 32-bit lane holding `s[2i]` (low half) and
+    /// `s[2i + 1]` (high half) gives `s[2i + 1]` by masking the low half
+    /// and `s[2i]` by shifting it up. [`paired_order`] is the matching order
+    /// of `f32` columns.
+    #[inline(always)]
+    fn load_bf16_pair(self, s: &[u16]) -> (Self::V, Self::V) {
+        let l = Self::LANES;
+        let (mut even, mut odd) = ([0u16; 16], [0u16; 16]);
+        for i in 0..l {
+            (even[i], odd[i]) = (s[2 * i], s[2 * i + 1]);
+        }
+        (self.load_bf16(&even), self.load_bf16(&odd))
+    }
     /// Runs `f` in a function compiled with the level's target features, so
     /// that the `#[inline(always)]` kernel code it calls is compiled for them.
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R;
@@ -243,6 +264,17 @@ pub(crate) trait Simd: Copy {
             Slice::F32(x) => self.load(x),
             Slice::F16(x) => self.load_f16(x.reinterpret_cast()),
             Slice::Bf16(x) => self.load_bf16(x.reinterpret_cast()),
+        }
+    }
+
+    /// The first `2 · LANES` elements of `bf16` slice `s` as by
+    /// [`load_bf16_pair`](Simd::load_bf16_pair) (panics if `s` is shorter;
+    /// other types load as two vectors in order).
+    #[inline(always)]
+    fn load_pair_e<E: Element>(self, s: &[E]) -> (Self::V, Self::V) {
+        match E::slice(s) {
+            Slice::Bf16(x) => self.load_bf16_pair(x.reinterpret_cast()),
+            _ => (self.load_e(s), self.load_e(&s[Self::LANES..])),
         }
     }
 
@@ -262,6 +294,35 @@ pub(crate) trait Simd: Copy {
                 buf[..n].copy_from_slice(&x.reinterpret_cast()[..n]);
                 self.load_bf16(&buf)
             }
+        }
+    }
+}
+
+/// Puts each full chunk of `2 · lanes` columns of `x` in the order
+/// [`Simd::load_bf16_pair`] gives them: the even columns of the chunk, then
+/// the odd ones. Columns after the last full chunk keep their places.
+/// [`natural_order`] undoes it.
+#[inline(always)]
+pub(crate) fn paired_order(x: &mut [f32], lanes: usize) {
+    let mut buf = [0.0f32; 32];
+    let n = x.len() / (2 * lanes) * (2 * lanes);
+    for c in x[..n].chunks_exact_mut(2 * lanes) {
+        buf[..2 * lanes].copy_from_slice(c);
+        for i in 0..lanes {
+            (c[i], c[lanes + i]) = (buf[2 * i], buf[2 * i + 1]);
+        }
+    }
+}
+
+/// Puts the first `n` columns of `x` (a multiple of `2 · lanes`), in the
+/// order of [`paired_order`], back in their natural order.
+#[inline(always)]
+pub(crate) fn natural_order(x: &mut [f32], n: usize, lanes: usize) {
+    let mut buf = [0.0f32; 32];
+    for c in x[..n].chunks_exact_mut(2 * lanes) {
+        buf[..2 * lanes].copy_from_slice(c);
+        for i in 0..lanes {
+            (c[2 * i], c[2 * i + 1]) = (buf[i], buf[lanes + i]);
         }
     }
 }
@@ -339,6 +400,7 @@ mod tests {
     extern crate std;
     use super::*;
     use std::string::ToString;
+    use std::vec::Vec;
 
     #[test]
     fn names_round_trip_and_caps_order_by_width() {
@@ -427,9 +489,54 @@ mod tests {
                         x == 0.0
                     }));
                 }
+                // Pairs: 2 · LANES patterns per load, split by parity.
+                let mut odd = [0.0f32; 16];
+                for base in (0..=u16::MAX as usize).step_by(2 * l) {
+                    let b: [bf16; 32] = core::array::from_fn(|t| bf16::from_bits((base + t) as u16));
+                    let (e, o) = s.load_pair_e(&b[..]);
+                    e.store(&mut out);
+                    o.store(&mut odd);
+                    for t in 0..l {
+                        let want = |u: usize| f32::from_bits(((base + u) as u32) << 16);
+                        assert!(same(out[t], want(2 * t)), "{:?} bf16 pair {:#06x}", S::LEVEL, base + 2 * t);
+                        assert!(
+                            same(odd[t], want(2 * t + 1)),
+                            "{:?} bf16 pair {:#06x}",
+                            S::LEVEL,
+                            base + 2 * t + 1
+                        );
+                    }
+                }
             }
         }
         each_level(Widen);
+    }
+
+    #[test]
+    fn paired_order_is_the_order_of_paired_loads_and_natural_order_undoes_it() {
+        for lanes in [1, 4, 8, 16] {
+            for len in [0, 1, 2 * lanes - 1, 2 * lanes, 2 * lanes + 3, 6 * lanes + 1] {
+                let x: Vec<f32> = (0..len).map(|c| c as f32).collect();
+                let mut y = x.clone();
+                paired_order(&mut y, lanes);
+                let full = len / (2 * lanes) * (2 * lanes);
+                for (p, &v) in y.iter().enumerate() {
+                    // Position `p` of a chunk holds column `2p` (first half)
+                    // or `2(p − lanes) + 1` (second half).
+                    let (chunk, p_in) = (p / (2 * lanes) * (2 * lanes), p % (2 * lanes));
+                    let want = if p >= full {
+                        p
+                    } else if p_in < lanes {
+                        chunk + 2 * p_in
+                    } else {
+                        chunk + 2 * (p_in - lanes) + 1
+                    };
+                    assert_eq!(v, want as f32, "lanes {lanes}, len {len}, position {p}");
+                }
+                natural_order(&mut y, full, lanes);
+                assert_eq!(y, x);
+            }
+        }
     }
 
     #[test]

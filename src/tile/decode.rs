@@ -30,8 +30,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::centre::{self, centred, DECODE_COLS};
+use super::pv::paired_cols;
 use super::{finish_row, needs_norms, reads_cached_norms, start_row, update, At, Dest, Rows, Scores, TK};
-use crate::arch::{prefetch_l2, Prefetch, Simd, Vector, DECODE_ROWS, KEYS_AHEAD};
+use crate::arch::{
+    natural_order, paired_order, prefetch_l2, Prefetch, Simd, Vector, DECODE_ROWS, KEYS_AHEAD,
+};
 use crate::problem::Problem;
 use crate::scorer::sq_dist;
 use crate::softmax::Running;
@@ -78,24 +81,50 @@ fn pass<S: Simd, E: Element, const R: usize>(
     }
     let q = at.map(|a| p.q.head(a.h).row(a.i));
     let mut state = State { run, q_norm };
+    let d = p.q.cols();
+    // `bf16` keys in pairs of vectors (`Simd::load_bf16_pair`): the rows and
+    // the centre the keys meet are put in the same order.
+    let paired = const { S::PAIRED_BF16 && E::BF16 } && d <= DECODE_COLS;
+    let order = |x: &mut [f32]| {
+        if paired {
+            paired_order(x, S::LANES);
+        }
+    };
     if centred(p.kind) && R == 1 {
         // One row is its own centre: offset row 0, `‖q − c‖² = 0`, and the
         // pass measures `‖k − q‖²` directly. No scratch to fill.
-        let zero: [&[f32]; R] = [&centre::ZEROS[..p.q.cols()]; R];
-        stream::<S, E, R>(simd, p, at, zero, Some(q[0]), state, out, ol, lse);
+        let zero: [&[f32]; R] = [&centre::ZEROS[..d]; R];
+        let mut c = [0.0f32; DECODE_COLS];
+        let centre = if paired {
+            c[..d].copy_from_slice(q[0]);
+            order(&mut c[..d]);
+            &c[..d]
+        } else {
+            q[0]
+        };
+        stream::<S, E, R>(simd, p, at, zero, Some(centre), paired, state, out, ol, lse);
     } else if centred(p.kind) {
-        let d = p.q.cols();
         let mut c = [0.0f32; DECODE_COLS];
         let mut qc = [[0.0f32; DECODE_COLS]; R];
         centre::centre(|r| q[r], R, 0, &mut c[..d]);
         for r in 0..R {
             centre::offset(q[r], &c[..d], &mut qc[r]);
             state.q_norm[r] = sq_dist(q[r], &c[..d]);
+            order(&mut qc[r][..d]);
         }
+        order(&mut c[..d]);
         let qc = core::array::from_fn(|r| &qc[r][..d]);
-        stream::<S, E, R>(simd, p, at, qc, Some(&c[..d]), state, out, ol, lse);
+        stream::<S, E, R>(simd, p, at, qc, Some(&c[..d]), paired, state, out, ol, lse);
+    } else if paired {
+        let mut qp = [[0.0f32; DECODE_COLS]; R];
+        for r in 0..R {
+            qp[r][..d].copy_from_slice(q[r]);
+            order(&mut qp[r][..d]);
+        }
+        let qp = core::array::from_fn(|r| &qp[r][..d]);
+        stream::<S, E, R>(simd, p, at, qp, None, paired, state, out, ol, lse);
     } else {
-        stream::<S, E, R>(simd, p, at, q, None, state, out, ol, lse);
+        stream::<S, E, R>(simd, p, at, q, None, paired, state, out, ol, lse);
     }
 }
 
@@ -106,7 +135,10 @@ struct State<const R: usize> {
 }
 
 /// The pass over the keys: rows `q` (offset by `centre` for `NegSqDist`),
-/// each tile of scores, then its weights and values.
+/// each tile of scores, then its weights and values. If `paired`, `q` and
+/// `centre` are in [`paired_order`], and the `bf16` keys and values are
+/// read in pairs of vectors (`block`, `pv::pv`); the output rows are put
+/// back in their natural order before they are finished.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn stream<S: Simd, E: Element, const R: usize>(
@@ -115,6 +147,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
     at: [At; R],
     q: [&[f32]; R],
     centre: Option<&[f32]>,
+    paired: bool,
     state: State<R>,
     out: &mut [f32],
     ol: &Layout,
@@ -154,18 +187,42 @@ fn stream<S: Simd, E: Element, const R: usize>(
                 prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
             }
         };
-        dots::<S, E, R>(simd, &q, |j| k.row(t0 + j), first..last, &mut s, &mut kn, norms, centre, ahead);
+        dots::<S, E, R>(
+            simd,
+            &q,
+            |j| k.row(t0 + j),
+            first..last,
+            &mut s,
+            &mut kn,
+            norms,
+            centre,
+            paired,
+            ahead,
+        );
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
         // the registers allow, next to one vector of values per output vector.
         let rows = Rows { at, seen, run: &mut run[..], q_norm: &q_norm };
         let scores = Scores { t0, s: &mut s, kn: &kn };
-        let dest = &mut Dest { data: &mut *out, layout: ol };
+        let dest = &mut Dest { data: &mut *out, layout: ol, paired };
         match const { S::TUNING.decode[R].out_vectors } {
             8 => update::<S, E, R, 8>(simd, p, rows, scores, dest, next),
             4 => update::<S, E, R, 4>(simd, p, rows, scores, dest, next),
             2 => update::<S, E, R, 2>(simd, p, rows, scores, dest, next),
             _ => update::<S, E, R, 1>(simd, p, rows, scores, dest, next),
+        }
+    }
+    let d_v = p.v.cols();
+    let n = match const { S::TUNING.decode[R].out_vectors } {
+        8 => paired_cols::<S, E, 8>(d_v),
+        4 => paired_cols::<S, E, 4>(d_v),
+        2 => paired_cols::<S, E, 2>(d_v),
+        _ => paired_cols::<S, E, 1>(d_v),
+    };
+    if paired && n > 0 {
+        for a in at {
+            let o = ol.offset(a.h, a.i);
+            natural_order(&mut out[o..o + d_v], n, S::LANES);
         }
     }
     for r in 0..R {
@@ -177,7 +234,9 @@ fn stream<S: Simd, E: Element, const R: usize>(
 /// into `s[r][j]`, and with `norms` the keys' squared norms into `kn[j]`:
 /// blocks of [`key_block`] keys, then one at a time. With a `centre`, the
 /// keys are offset by it first (`q` is then offset too, and `norms` is
-/// set). Calls `ahead(j)` before reading key `j`.
+/// set). Calls `ahead(j)` before reading key `j`. If `paired`, the `bf16`
+/// keys are read in pairs of vectors, `q` and `centre` being in
+/// [`paired_order`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dots<'k, S: Simd, E: Element, const R: usize>(
@@ -189,6 +248,7 @@ fn dots<'k, S: Simd, E: Element, const R: usize>(
     kn: &mut [f32; TK],
     norms: bool,
     centre: Option<&[f32]>,
+    paired: bool,
     ahead: impl Fn(usize),
 ) {
     let mut j = range.start;
@@ -201,7 +261,7 @@ fn dots<'k, S: Simd, E: Element, const R: usize>(
                     ahead(j + b);
                     k[b] = keys(j + b);
                 }
-                let (dots, k_norms) = block::<S, E, R, $kb, $n, $c>(simd, q, k, c);
+                let (dots, k_norms) = block::<S, E, R, $kb, $n, $c>(simd, q, k, c, paired);
                 for b in 0..$kb {
                     for r in 0..R {
                         s[r][j + b] = dots[r][b];
@@ -231,13 +291,16 @@ fn dots<'k, S: Simd, E: Element, const R: usize>(
 
 /// `q_r · k_b` for every row and key of the block, and `‖k_b‖²` if `N`: each
 /// key vector is loaded once, each query vector once per block. If `C`, the
-/// keys are `k_b − centre`.
+/// keys are `k_b − centre`. If `paired`, the full chunks of `2 · LANES`
+/// columns are read with [`Simd::load_pair_e`] (`q` and `centre` in
+/// [`paired_order`]).
 #[inline(always)]
 fn block<S: Simd, E: Element, const R: usize, const KB: usize, const N: bool, const C: bool>(
     simd: S,
     q: &[&[f32]; R],
     k: [&[E]; KB],
     centre: &[f32],
+    paired: bool,
 ) -> ([[f32; KB]; R], [f32; KB]) {
     let l = S::LANES;
     let d = k[0].len();
@@ -247,6 +310,35 @@ fn block<S: Simd, E: Element, const R: usize, const KB: usize, const N: bool, co
     // Index loops over the register block: array `map` does not inline
     // reliably here (measured: 2× slower).
     let mut c = 0;
+    let pairs = if paired { d / (2 * l) * (2 * l) } else { 0 };
+    while c < pairs {
+        let mut kw = [simd.splat(0.0); KB];
+        for b in 0..KB {
+            (kv[b], kw[b]) = simd.load_pair_e(&k[b][c..c + 2 * l]);
+        }
+        // The even columns of the chunk (`kv`), then the odd ones (`kw`).
+        macro_rules! half {
+            ($kv:expr, $c:expr) => {{
+                let c = $c;
+                if C {
+                    let cv = simd.load(&centre[c..c + l]);
+                    for b in 0..KB {
+                        $kv[b] = $kv[b] - cv;
+                    }
+                }
+                step::<S::V, R, KB, N>(
+                    &mut acc,
+                    &mut nacc,
+                    &$kv,
+                    #[inline(always)]
+                    |r| simd.load(&q[r][c..c + l]),
+                );
+            }};
+        }
+        half!(kv, c);
+        half!(kw, c + l);
+        c += 2 * l;
+    }
     while c + l <= d {
         let cv = if C { simd.load(&centre[c..c + l]) } else { simd.splat(0.0) };
         for b in 0..KB {

@@ -449,7 +449,14 @@ fn micro<S: Simd, E: Element, const R: usize, const NR: usize, const NC: usize>(
     }
     let rows = Rows { at, seen, run: &mut *tile.run, q_norm: tile.q_norm };
     let scores = Scores { t0, s, kn: &*tile.kn };
-    update::<S, E, R, NC>(simd, p, rows, scores, &mut Dest { data: out, layout: out_layout }, |_, _| {});
+    update::<S, E, R, NC>(
+        simd,
+        p,
+        rows,
+        scores,
+        &mut Dest { data: out, layout: out_layout, paired: false },
+        |_, _| {},
+    );
 }
 
 /// The scores of a micro-block against a packed tile (or a column chunk of
@@ -497,6 +504,8 @@ pub(crate) struct Scores<'s, const R: usize> {
 pub(crate) struct Dest<'o> {
     pub data: &'o mut [f32],
     pub layout: &'o Layout,
+    /// P·V reads `bf16` values in pairs of vectors (`pv::Out::paired`).
+    pub paired: bool,
 }
 
 /// The rest of a tile once the scores are in: weights and the online
@@ -544,7 +553,7 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
             weights::weights(simd, p.kind, &mut s[r], kn, &row, &mut run[r], |j| sq_dist(qi, k.row(t0 + j)));
     }
     let offsets = at.map(|a| dest.layout.offset(a.h, a.i));
-    let mut o = Out { data: &mut *dest.data, offsets: &offsets };
+    let mut o = Out { data: &mut *dest.data, offsets: &offsets, paired: dest.paired };
     pv_rows::<S, E, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
 }
 
@@ -596,7 +605,7 @@ fn pv_rows<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
             (own.start..common.start, common.end..own.end, 1.0)
         };
         let s1: &[[f32; TK]; 1] = (&s[r..=r]).try_into().unwrap();
-        let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..=r] };
+        let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..=r], paired: out.paired };
         if !before.is_empty() || a != 1.0 {
             pv::pv::<S, E, 1, NC>(simd, &mut o1, [a], s1, value, before, d_v, ahead);
         }

@@ -13,6 +13,23 @@ pub(crate) struct Out<'a> {
     pub data: &'a mut [f32],
     /// Start of each row's `d_v` elements in `data`.
     pub offsets: &'a [usize],
+    /// Whether `bf16` values are read in pairs of vectors
+    /// ([`Simd::load_bf16_pair`]) where the register block has an even
+    /// number of vectors: the columns of the full blocks are then held in
+    /// [`paired_order`](crate::arch::paired_order).
+    pub paired: bool,
+}
+
+/// The columns of a row of `d_v` that [`pv`] holds in paired order when
+/// `Out::paired` is set: those of the full register blocks, if `NC` is even
+/// and the level pairs `bf16` loads.
+#[inline(always)]
+pub(crate) fn paired_cols<S: Simd, E: Element, const NC: usize>(d_v: usize) -> usize {
+    if const { S::PAIRED_BF16 && E::BF16 && NC.is_multiple_of(2) } {
+        d_v / (NC * S::LANES) * (NC * S::LANES)
+    } else {
+        0
+    }
 }
 
 /// Accumulates `R` rows over the keys `keys` (tile coordinates), every row
@@ -23,7 +40,8 @@ pub(crate) struct Out<'a> {
 /// fused multiply-adds. Columns left over (fewer than `NC` vectors) go
 /// through the same loop one vector at a time, the last one partial.
 /// `ahead(j, columns)` is called before the columns of value `j` are read
-/// (the decode pass prefetches with it).
+/// (the decode pass prefetches with it). With `out.paired`, the full blocks
+/// read `bf16` values in pairs of vectors ([`paired_cols`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
@@ -47,18 +65,25 @@ pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
                 acc[r][n] = simd.load(&o[n * l..]) * simd.splat(alpha[r]);
             }
         }
-        for j in keys.clone() {
-            ahead(j, c0..c0 + block);
-            let vj = &v(j)[c0..c0 + block];
-            let mut vv = [simd.splat(0.0); NC];
-            for n in 0..NC {
-                vv[n] = simd.load_e(&vj[n * l..]);
-            }
-            for r in 0..R {
-                let pj = simd.splat(p[r][j]);
-                for n in 0..NC {
-                    acc[r][n] = pj.mul_add(vv[n], acc[r][n]);
+        if paired_cols::<S, E, NC>(d_v) > 0 && out.paired {
+            for j in keys.clone() {
+                ahead(j, c0..c0 + block);
+                let vj = &v(j)[c0..c0 + block];
+                let mut vv = [simd.splat(0.0); NC];
+                for n in (0..NC).step_by(2) {
+                    (vv[n], vv[n + 1]) = simd.load_pair_e(&vj[n * l..]);
                 }
+                add::<S, R, NC>(simd, &mut acc, p, j, &vv);
+            }
+        } else {
+            for j in keys.clone() {
+                ahead(j, c0..c0 + block);
+                let vj = &v(j)[c0..c0 + block];
+                let mut vv = [simd.splat(0.0); NC];
+                for n in 0..NC {
+                    vv[n] = simd.load_e(&vj[n * l..]);
+                }
+                add::<S, R, NC>(simd, &mut acc, p, j, &vv);
             }
         }
         for r in 0..R {
@@ -87,5 +112,22 @@ pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
             acc[r].store_partial(&mut out.data[out.offsets[r] + c0..][..w]);
         }
         c0 += w;
+    }
+}
+
+/// `acc[r] += p[r][j] · v_j` for one key's vectors `vv`.
+#[inline(always)]
+fn add<S: Simd, const R: usize, const NC: usize>(
+    simd: S,
+    acc: &mut [[S::V; NC]; R],
+    p: &[[f32; TK]; R],
+    j: usize,
+    vv: &[S::V; NC],
+) {
+    for r in 0..R {
+        let pj = simd.splat(p[r][j]);
+        for n in 0..NC {
+            acc[r][n] = pj.mul_add(vv[n], acc[r][n]);
+        }
     }
 }

@@ -6,9 +6,9 @@ use core::arch::x86_64::{
     __m128, __m256, __m256i, _mm256_add_ps, _mm256_and_ps, _mm256_and_si256, _mm256_andnot_ps,
     _mm256_blendv_ps, _mm256_castps256_ps128, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps,
     _mm256_cmpgt_epi32, _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_div_ps,
-    _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
-    _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_or_si256,
-    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_slli_epi32, _mm256_sqrt_ps,
+    _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_maskload_ps,
+    _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps, _mm256_mul_ps, _mm256_or_ps,
+    _mm256_or_si256, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_slli_epi32, _mm256_sqrt_ps,
     _mm256_srli_epi32, _mm256_storeu_ps, _mm256_sub_epi32, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32,
     _mm_loadu_si128, _mm_max_ps, _mm_movehl_ps, _mm_shuffle_ps, _CMP_EQ_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
 };
@@ -90,6 +90,17 @@ impl Simd for Avx2 {
                 s.as_ptr().cast(),
             ))))
         })
+    }
+    const PAIRED_BF16: bool = true;
+    #[inline(always)]
+    fn load_bf16_pair(self, s: &[u16]) -> (F32x8, F32x8) {
+        let s = &s[..16];
+        // SAFETY: `self` proves AVX (as in `avx2!`); `s` holds the 32 bytes
+        // read (unaligned load).
+        let x = unsafe { _mm256_loadu_si256(s.as_ptr().cast()) };
+        let even = avx2!(_mm256_slli_epi32::<16>(x));
+        let odd = avx2!(_mm256_and_si256(x, _mm256_set1_epi32(0xffff_0000_u32 as i32)));
+        (F32x8(avx2!(_mm256_castsi256_ps(even))), F32x8(avx2!(_mm256_castsi256_ps(odd))))
     }
     #[inline(always)]
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
