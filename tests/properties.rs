@@ -223,7 +223,9 @@ fn random_bias(r: &mut Rng, case: &mut Case, mut entry: impl FnMut(&mut Rng) -> 
 
 /// Sometimes (one case in three) makes key `j` of every KV head a copy of
 /// query row `i` of the first query head of its group, exactly or perturbed
-/// by `amp · [-1, 1)` per component: exact and near ties are where distance
+/// by `amp · [-1, 1)` per component (the first by `amp`, or by one ulp
+/// where that rounds away, so that a near match is never exact): exact and
+/// near ties are where distance
 /// scorers lose accuracy (cancellation) and, for `NegLogDist` with `eps = 0`,
 /// where an exact copy gives an infinite logit (weights 0 or 1). `exact_ok`
 /// is false where an infinite logit could meet a −∞ bias (NaN).
@@ -238,8 +240,16 @@ fn plant(r: &mut Rng, case: &mut Case, exact_ok: bool) -> Option<(usize, usize, 
     for hk in 0..case.kv_heads {
         let q = case.qrow(hk * case.group(), i).to_vec();
         let k = &mut case.k[(hk * case.n_kv + j) * case.d..][..case.d];
-        for (kc, qc) in k.iter_mut().zip(q) {
+        for (kc, &qc) in k.iter_mut().zip(&q) {
             *kc = qc + amp * r.sym();
+        }
+        // A near match must not round to an exact one (`qc + amp·s == qc`
+        // where `|qc|` is large or `s` small): the first column then
+        // differs by `amp` or, where that rounds away, by one ulp, which is
+        // larger. `‖q − k‖² ≥ (amp/2)²` is then a normal f32.
+        if amp > 0.0 {
+            let up = q[0] + amp;
+            k[0] = if up != q[0] { up } else { f32::from_bits(q[0].to_bits() + 1) };
         }
     }
     Some((i, j, amp))
