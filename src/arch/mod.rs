@@ -304,25 +304,29 @@ pub(crate) trait Simd: Copy {
 /// [`natural_order`] undoes it.
 #[inline(always)]
 pub(crate) fn paired_order(x: &mut [f32], lanes: usize) {
-    let mut buf = [0.0f32; 32];
     let n = x.len() / (2 * lanes) * (2 * lanes);
-    for c in x[..n].chunks_exact_mut(2 * lanes) {
-        buf[..2 * lanes].copy_from_slice(c);
-        for i in 0..lanes {
-            (c[i], c[lanes + i]) = (buf[2 * i], buf[2 * i + 1]);
-        }
-    }
+    reorder(x, n, lanes, true);
 }
 
 /// Puts the first `n` columns of `x` (a multiple of `2 · lanes`), in the
 /// order of [`paired_order`], back in their natural order.
 #[inline(always)]
 pub(crate) fn natural_order(x: &mut [f32], n: usize, lanes: usize) {
+    reorder(x, n, lanes, false);
+}
+
+/// Column `2i` of each chunk of `2 · lanes` in `x[..n]` is at position `i`
+/// in paired order, column `2i + 1` at `lanes + i`: moves each chunk into
+/// paired order (`to_paired`) or back.
+#[inline(always)]
+fn reorder(x: &mut [f32], n: usize, lanes: usize, to_paired: bool) {
     let mut buf = [0.0f32; 32];
     for c in x[..n].chunks_exact_mut(2 * lanes) {
         buf[..2 * lanes].copy_from_slice(c);
         for i in 0..lanes {
-            (c[2 * i], c[2 * i + 1]) = (buf[i], buf[lanes + i]);
+            let (natural, paired) = ([2 * i, 2 * i + 1], [i, lanes + i]);
+            let (to, from) = if to_paired { (paired, natural) } else { (natural, paired) };
+            (c[to[0]], c[to[1]]) = (buf[from[0]], buf[from[1]]);
         }
     }
 }

@@ -213,12 +213,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
         }
     }
     let d_v = p.v.cols();
-    let n = match const { S::TUNING.decode[R].out_vectors } {
-        8 => paired_cols::<S, E, 8>(d_v),
-        4 => paired_cols::<S, E, 4>(d_v),
-        2 => paired_cols::<S, E, 2>(d_v),
-        _ => paired_cols::<S, E, 1>(d_v),
-    };
+    let n = paired_cols::<S, E>(d_v, S::TUNING.decode[R].out_vectors);
     if paired && n > 0 {
         for a in at {
             let o = ol.offset(a.h, a.i);

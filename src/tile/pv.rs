@@ -21,12 +21,12 @@ pub(crate) struct Out<'a> {
 }
 
 /// The columns of a row of `d_v` that [`pv`] holds in paired order when
-/// `Out::paired` is set: those of the full register blocks, if `NC` is even
-/// and the level pairs `bf16` loads.
+/// `Out::paired` is set: those of the full register blocks of `nc` vectors,
+/// if `nc` is even and the level pairs `bf16` loads.
 #[inline(always)]
-pub(crate) fn paired_cols<S: Simd, E: Element, const NC: usize>(d_v: usize) -> usize {
-    if const { S::PAIRED_BF16 && E::BF16 && NC.is_multiple_of(2) } {
-        d_v / (NC * S::LANES) * (NC * S::LANES)
+pub(crate) fn paired_cols<S: Simd, E: Element>(d_v: usize, nc: usize) -> usize {
+    if const { S::PAIRED_BF16 && E::BF16 } && nc.is_multiple_of(2) {
+        d_v / (nc * S::LANES) * (nc * S::LANES)
     } else {
         0
     }
@@ -65,7 +65,7 @@ pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
                 acc[r][n] = simd.load(&o[n * l..]) * simd.splat(alpha[r]);
             }
         }
-        if paired_cols::<S, E, NC>(d_v) > 0 && out.paired {
+        if paired_cols::<S, E>(d_v, NC) > 0 && out.paired {
             for j in keys.clone() {
                 ahead(j, c0..c0 + block);
                 let vj = &v(j)[c0..c0 + block];
