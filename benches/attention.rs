@@ -26,10 +26,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask};
+use streamattn::{key_norms, Attention, HeadsMut, HeadsRef, Kernel, Mask, PagedLayout};
 
 mod common;
-use common::{data, fma_peak, group, read_all, read_kv, scorers, Elem, Floats, Pages};
+use common::{
+    data, fma_peak, group, read_all, read_kv, read_kv_blocks, scorers, shuffled, Elem, Floats, Pages,
+};
 use streamattn::{bf16, f16};
 
 struct Shape {
@@ -183,8 +185,10 @@ fn unfused(
 /// Single-core read bandwidth from DRAM (buffers far larger than the caches),
 /// the ceiling for decode: it reads K and V once. Besides one buffer read
 /// through, two buffers of half the size read alternately by tiles of 128
-/// rows of 128 floats, as the decode pass reads K and V, and by 4 rows. On
-/// 4 KiB pages and, where the system has them, on 2 MiB pages.
+/// rows of 128 floats, as the decode pass reads K and V, and by 16 and 4
+/// rows; and read alternately by blocks of 128 and 16 rows in a shuffled
+/// order, as a decode pass reads a paged cache. On 4 KiB pages and, where
+/// the system has them, on 2 MiB pages.
 fn bandwidth(c: &mut Criterion, quick: bool) {
     let n = if quick { 1 << 22 } else { 1 << 26 }; // 16 MiB or 256 MiB
     let mut g = group(c, "read-bandwidth", quick);
@@ -194,9 +198,16 @@ fn bandwidth(c: &mut Criterion, quick: bool) {
         let size = if quick { "16MiB" } else { "256MiB" };
         g.bench_function(format!("{size}{}", pages.suffix()), |b| b.iter(|| black_box(read_all(&data))));
         let (k, v) = data.split_at(n / 2);
-        for rows in [128, 4] {
+        for rows in [128, 16, 4] {
             g.bench_function(format!("k-v-alternating-{rows}-rows{}", pages.suffix()), |b| {
                 b.iter(|| black_box(read_kv(k, v, rows)))
+            });
+        }
+        // As a paged cache is read: blocks of 16 or 128 rows in shuffled order.
+        for rows in [128, 16] {
+            let order = shuffled(k.len() / (rows * 128));
+            g.bench_function(format!("k-v-shuffled-blocks-{rows}-rows{}", pages.suffix()), |b| {
+                b.iter(|| black_box(read_kv_blocks(k, v, rows, &order)))
             });
         }
     }
@@ -266,6 +277,18 @@ fn bench(c: &mut Criterion) {
                     });
                 }
             }
+            // A paged cache: the same K and V in blocks of 16 and of 128 rows,
+            // `[n_blocks, kv_heads, block_size, d]`, in shuffled order
+            // (`dot/tiled-paged<block size>`), against `dot/tiled` of the same run.
+            if matches!(s.name, "prefill-1k-d128" | "decode-32k-d128" | "gqa-decode-32k") || quick {
+                let dot = Attention::new(streamattn::Scorer::dot()).max_level(level).mask(mask);
+                for bs in [16, 128] {
+                    let mut paged = PagedCache::new(s, &b, bs, pages);
+                    g.bench_function(BenchmarkId::new("dot", format!("tiled-paged{bs}{sfx}")), |bench| {
+                        bench.iter(|| paged.run(s, &mut b, &dot))
+                    });
+                }
+            }
             // K and V stored as 16-bit floats (decode and the 1k prefill
             // shapes); decode throughput counts the bytes they occupy.
             if s.n_q == 1 || s.name.starts_with("prefill-1k") {
@@ -300,6 +323,49 @@ fn bench(c: &mut Criterion) {
             }
         }
         g.finish();
+    }
+}
+
+/// K and V of a shape in pools of blocks of `bs` rows,
+/// `[n_blocks, kv_heads, bs, d]`, the blocks in a shuffled order, and the
+/// block table that finds them.
+struct PagedCache {
+    k: Floats,
+    v: Floats,
+    table: Vec<u32>,
+    layout: PagedLayout,
+}
+
+impl PagedCache {
+    fn new(s: &Shape, b: &Buffers, bs: usize, pages: Pages) -> Self {
+        let n_blocks = s.n_kv.div_ceil(bs);
+        let layout = PagedLayout::heads_major(bs, s.kv_heads, s.d).unwrap();
+        let table = shuffled(n_blocks);
+        let mut k = Floats::<f32>::new(n_blocks * layout.block_stride, 4, pages);
+        let mut v = Floats::<f32>::new(n_blocks * layout.block_stride, 5, pages);
+        for h in 0..s.kv_heads {
+            for j in 0..s.n_kv {
+                let src = (h * s.n_kv + j) * s.d;
+                let dst =
+                    table[j / bs] as usize * layout.block_stride + h * layout.head_stride + (j % bs) * s.d;
+                k[dst..dst + s.d].copy_from_slice(&b.k[src..src + s.d]);
+                v[dst..dst + s.d].copy_from_slice(&b.v[src..src + s.d]);
+            }
+        }
+        PagedCache { k, v, table, layout }
+    }
+
+    /// The heads of `s` against the paged K and V, into `b.out`.
+    fn run(&mut self, s: &Shape, b: &mut Buffers, attn: &Attention<'_>) {
+        attn.run_heads(
+            HeadsRef::heads_major(&b.q, s.heads, s.n_q, s.d).unwrap(),
+            HeadsRef::paged(&self.k, self.layout, &self.table, s.n_kv).unwrap(),
+            HeadsRef::paged(&self.v, self.layout, &self.table, s.n_kv).unwrap(),
+            HeadsMut::heads_major(&mut b.out, s.heads, s.n_q, s.d).unwrap(),
+            None,
+        )
+        .unwrap();
+        black_box(&b.out);
     }
 }
 

@@ -8,7 +8,8 @@ use core::fmt;
 /// output buffers untouched. `what` names the argument at fault: `"k"`, `"v"`,
 /// `"out"`, `"bias"`, `"lse"`, `"alibi_slopes"`, `"sinks"` in an attention call; `"out_b"`, `"lse_a"`,
 /// `"lse_b"` in [`merge`](crate::merge); `"matrix"` or `"heads"` when a view
-/// constructor rejects its shape; `"scale"`, `"eps"`, `"p"`, `"offset"`,
+/// constructor rejects its shape; `"pool"`, `"block_size"`, `"block_stride"`
+/// or `"block_table"` when [`HeadsRef::paged`](crate::HeadsRef::paged) does; `"scale"`, `"eps"`, `"p"`, `"offset"`,
 /// `"key_len"` for parameters; `"split"` for a split point of the parallel
 /// entries (feature `rayon`).
 ///
@@ -82,6 +83,16 @@ pub enum Error {
         /// The rejected value.
         value: f32,
     },
+    /// An entry of a paged cache's block table names a block beyond the
+    /// pool ([`HeadsRef::paged`](crate::HeadsRef::paged)).
+    BlockOutOfPool {
+        /// The index of the entry in the table.
+        entry: usize,
+        /// The block it names.
+        block: u32,
+        /// The number of whole blocks the pool holds.
+        blocks: usize,
+    },
     /// A mask offset, key length or split point lies beyond the number of keys.
     OutOfRange {
         /// `"offset"`, `"key_len"` or `"split"`.
@@ -112,6 +123,9 @@ impl fmt::Display for Error {
             }
             Error::InvalidParameter { what, value } => {
                 write!(f, "parameter {what} = {value} is out of its domain")
+            }
+            Error::BlockOutOfPool { entry, block, blocks } => {
+                write!(f, "block_table[{entry}] = {block} is outside the pool of {blocks} blocks")
             }
             Error::OutOfRange { what, value, max } => {
                 write!(f, "{what} = {value} is out of range (at most {max})")

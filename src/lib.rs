@@ -19,7 +19,8 @@
 //!   projected queries and keys of the additive scorer.
 //! - [`Mask`], [`Attention::key_len`] and [`Bias`] say which keys each row sees.
 //! - [`MatRef`], [`MatMut`], [`HeadsRef`], [`HeadsMut`] are strided views of the
-//!   caller's buffers, so KV caches are read in place.
+//!   caller's buffers, so KV caches are read in place; [`HeadsRef::paged`]
+//!   reads a cache kept in blocks of a pool through a block table.
 //! - [`Attention`] runs one head or many (grouped-query), optionally reporting
 //!   each row's log-sum-exp; [`merge`] combines results over disjoint key
 //!   ranges (split-KV); [`key_norms`] and [`Attention::cached_key_norms`]
@@ -97,7 +98,7 @@ pub use norms::key_norms;
 pub use project::project;
 pub use scorer::Scorer;
 pub use softmax::merge;
-pub use view::{HeadsMut, HeadsRef, MatMut, MatRef};
+pub use view::{HeadsMut, HeadsRef, MatMut, MatRef, PagedLayout};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -74,8 +74,8 @@ impl<'a, E: Element> Problem<'a, E> {
     fn with_data<T: Element>(&self, k: &'a [T], v: &'a [T]) -> Problem<'a, T> {
         Problem {
             q: self.q,
-            k: HeadsRef { data: k, layout: self.k.layout },
-            v: HeadsRef { data: v, layout: self.v.layout },
+            k: HeadsRef { data: k, layout: self.k.layout, pages: self.k.pages },
+            v: HeadsRef { data: v, layout: self.v.layout, pages: self.v.pages },
             kind: self.kind,
             mask: self.mask,
             key_len: self.key_len,

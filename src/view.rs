@@ -16,6 +16,12 @@
 //! Strides are in elements (of the view's element type). Rows never overlap (`row_stride >= cols`)
 //! and heads never overlap, so writing through a mutable view cannot clobber
 //! another row.
+//!
+//! A paged cache ([`HeadsRef::paged`]) keeps its rows in fixed-size blocks
+//! of a shared pool, found through a block table: row `r` is row
+//! `r % block_size` of block `table[r / block_size]`, whose element
+//! `(h, row, c)` lives at `block * block_stride + h * head_stride +
+//! row * row_stride + c` ([`PagedLayout`]).
 
 use crate::{Element, Error};
 
@@ -75,6 +81,99 @@ impl Layout {
     }
 }
 
+/// Where a paged cache's blocks keep their elements: element `(h, row, c)`
+/// of block `b` is at
+/// `b * block_stride + h * head_stride + row * row_stride + c` in the pool,
+/// strides in elements.
+///
+/// ```
+/// use streamattn::PagedLayout;
+/// // vLLM's [n_blocks, block_size, heads, d], 16 rows per block, 8 heads of 128.
+/// let l = PagedLayout::seq_major(16, 8, 128).unwrap();
+/// assert_eq!((l.block_stride, l.head_stride, l.row_stride), (16 * 8 * 128, 128, 8 * 128));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagedLayout {
+    /// Rows per block (at least 1).
+    pub block_size: usize,
+    /// Heads in each block.
+    pub heads: usize,
+    /// Columns (the head dimension).
+    pub cols: usize,
+    /// Elements from one block to the next.
+    pub block_stride: usize,
+    /// Elements from one head to the next in a block.
+    pub head_stride: usize,
+    /// Elements from one row to the next in a block.
+    pub row_stride: usize,
+}
+
+impl PagedLayout {
+    /// Dense `[n_blocks, heads, block_size, cols]` blocks.
+    ///
+    /// Errors: [`Error::Overflow`] (`what = "pool"`) if a block's size does
+    /// not fit in `usize`.
+    pub fn heads_major(block_size: usize, heads: usize, cols: usize) -> Result<Self, Error> {
+        let head_stride = block_size.checked_mul(cols).ok_or(Error::Overflow { what: "pool" })?;
+        let block_stride = heads.checked_mul(head_stride).ok_or(Error::Overflow { what: "pool" })?;
+        Ok(PagedLayout { block_size, heads, cols, block_stride, head_stride, row_stride: cols })
+    }
+
+    /// Dense `[n_blocks, block_size, heads, cols]` blocks (rows are sequence
+    /// positions). Errors as [`heads_major`](Self::heads_major).
+    pub fn seq_major(block_size: usize, heads: usize, cols: usize) -> Result<Self, Error> {
+        let row_stride = heads.checked_mul(cols).ok_or(Error::Overflow { what: "pool" })?;
+        let block_stride = block_size.checked_mul(row_stride).ok_or(Error::Overflow { what: "pool" })?;
+        Ok(PagedLayout { block_size, heads, cols, block_stride, head_stride: cols, row_stride })
+    }
+}
+
+/// Where the rows of a paged view are: row `r` is key `first + r`, row
+/// `(first + r) % block_size` of block `table[(first + r) / block_size]`,
+/// which starts `block_stride` elements per block into the pool. Every
+/// entry a view can reach was checked against the pool when it was built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pages<'a> {
+    pub table: &'a [u32],
+    pub block_size: usize,
+    /// `log2(block_size)` when the block size is a power of two.
+    pub shift: Option<u32>,
+    pub block_stride: usize,
+    /// The key of row 0 (a sub-view's rows start inside the table).
+    pub first: usize,
+}
+
+impl Pages<'_> {
+    /// The offset of the block holding row `r`, and the row in the block.
+    #[inline(always)]
+    fn locate(&self, r: usize) -> (usize, usize) {
+        let key = self.first + r;
+        let (b, w) = match self.shift {
+            Some(s) => (key >> s, key & (self.block_size - 1)),
+            None => (key / self.block_size, key % self.block_size),
+        };
+        (self.table[b] as usize * self.block_stride, w)
+    }
+}
+
+/// Rows stored at one stride from a first row: a contiguous view, or the
+/// rest of one block of a paged view. What the kernels' inner loops read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Strided<'a, T> {
+    data: &'a [T],
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a, T> Strided<'a, T> {
+    /// Row `r` from the first row.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> &'a [T] {
+        let o = r * self.row_stride;
+        &self.data[o..o + self.cols]
+    }
+}
+
 /// A read-only `rows × cols` row-major matrix view with a row stride.
 ///
 /// ```
@@ -98,6 +197,7 @@ impl Layout {
 pub struct MatRef<'a, T: Element = f32> {
     pub(crate) data: &'a [T],
     pub(crate) layout: Layout,
+    pub(crate) pages: Option<Pages<'a>>,
 }
 
 impl<'a, T: Element> MatRef<'a, T> {
@@ -110,7 +210,7 @@ impl<'a, T: Element> MatRef<'a, T> {
     pub fn new(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Result<Self, Error> {
         let layout =
             Layout { heads: 1, rows, cols, head_stride: 0, row_stride }.check("matrix", data.len())?;
-        Ok(MatRef { data, layout })
+        Ok(MatRef { data, layout, pages: None })
     }
 
     /// A densely packed view: `row_stride == cols`.
@@ -137,8 +237,29 @@ impl<'a, T: Element> MatRef<'a, T> {
     #[must_use]
     pub fn row(&self, r: usize) -> &'a [T] {
         assert!(r < self.layout.rows, "row index out of range");
-        let o = self.layout.offset(0, r);
+        let o = match &self.pages {
+            None => self.layout.offset(0, r),
+            Some(p) => {
+                let (block, w) = p.locate(r);
+                block + w * self.layout.row_stride
+            }
+        };
         &self.data[o..o + self.layout.cols]
+    }
+
+    /// The rows from `r` on that are stored at one stride: how many there
+    /// are (to the end of the view, or of `r`'s block in a paged view), and
+    /// a view of them whose row 0 is row `r`. Requires `r < rows`.
+    #[inline(always)]
+    pub(crate) fn stretch(&self, r: usize) -> (usize, Strided<'a, T>) {
+        let (cols, row_stride) = (self.layout.cols, self.layout.row_stride);
+        match &self.pages {
+            None => (self.layout.rows - r, Strided { data: &self.data[r * row_stride..], cols, row_stride }),
+            Some(p) => {
+                let (block, w) = p.locate(r);
+                (p.block_size - w, Strided { data: &self.data[block + w * row_stride..], cols, row_stride })
+            }
+        }
     }
 }
 
@@ -195,7 +316,7 @@ impl<'a> MatMut<'a> {
     /// A read-only view of the same matrix.
     #[must_use]
     pub fn as_ref(&self) -> MatRef<'_> {
-        MatRef { data: self.data, layout: self.layout }
+        MatRef { data: self.data, layout: self.layout, pages: None }
     }
 }
 
@@ -215,6 +336,7 @@ impl<'a> MatMut<'a> {
 pub struct HeadsRef<'a, T: Element = f32> {
     pub(crate) data: &'a [T],
     pub(crate) layout: Layout,
+    pub(crate) pages: Option<Pages<'a>>,
 }
 
 impl<'a, T: Element> HeadsRef<'a, T> {
@@ -233,7 +355,7 @@ impl<'a, T: Element> HeadsRef<'a, T> {
         row_stride: usize,
     ) -> Result<Self, Error> {
         let layout = Layout { heads, rows, cols, head_stride, row_stride }.check("heads", data.len())?;
-        Ok(HeadsRef { data, layout })
+        Ok(HeadsRef { data, layout, pages: None })
     }
 
     /// A dense `[heads, rows, cols]` view.
@@ -251,7 +373,70 @@ impl<'a, T: Element> HeadsRef<'a, T> {
     /// A single matrix seen as one head.
     #[must_use]
     pub fn from_mat(m: MatRef<'a, T>) -> Self {
-        HeadsRef { data: m.data, layout: m.layout }
+        HeadsRef { data: m.data, layout: m.layout, pages: m.pages }
+    }
+
+    /// A paged cache: `rows` rows per head (the cache length), kept in
+    /// blocks of `layout.block_size` rows in `pool`, row `r` in block
+    /// `table[r / block_size]` (see [`PagedLayout`] for where a block's
+    /// elements are). Only the first `⌈rows / block_size⌉` entries of
+    /// `table` are read; they may repeat and come in any order. The
+    /// kernels read the blocks in place.
+    ///
+    /// ```
+    /// use streamattn::{HeadsRef, PagedLayout};
+    /// // A pool of 3 blocks of 2 rows, 1 head, d = 2: [n_blocks, heads, block_size, d].
+    /// let pool: Vec<f32> = (0..12).map(|x| x as f32).collect();
+    /// let layout = PagedLayout::heads_major(2, 1, 2).unwrap();
+    /// // 3 rows: rows 0 and 1 in block 2, row 2 in block 0.
+    /// let k = HeadsRef::paged(&pool, layout, &[2, 0], 3).unwrap();
+    /// assert_eq!(k.head(0).row(1), &[10.0, 11.0]);
+    /// assert_eq!(k.head(0).row(2), &[0.0, 1.0]);
+    /// ```
+    ///
+    /// Errors, in this order: `block_size == 0` ([`Error::ZeroDim`] with
+    /// `what = "block_size"`); one block's shape and strides as
+    /// [`HeadsRef::new`] checks them, against the pool (`what = "pool"`);
+    /// a `block_stride` smaller than one block's extent, so blocks would
+    /// overlap ([`Error::StrideTooSmall`], `what = "block_stride"`); a
+    /// table shorter than `⌈rows / block_size⌉` ([`Error::BufferTooShort`],
+    /// `what = "block_table"`); an entry naming a block that does not fit
+    /// in the pool ([`Error::BlockOutOfPool`]). With no heads or no rows
+    /// the table is not read.
+    pub fn paged(pool: &'a [T], layout: PagedLayout, table: &'a [u32], rows: usize) -> Result<Self, Error> {
+        let PagedLayout { block_size, heads, cols, block_stride, head_stride, row_stride } = layout;
+        if block_size == 0 {
+            return Err(Error::ZeroDim { what: "block_size" });
+        }
+        let block =
+            Layout { heads, rows: block_size, cols, head_stride, row_stride }.check("pool", pool.len())?;
+        let view = Layout { rows, ..block };
+        let pages = Pages {
+            table,
+            block_size,
+            shift: block_size.is_power_of_two().then(|| block_size.trailing_zeros()),
+            block_stride,
+            first: 0,
+        };
+        let view = HeadsRef { data: pool, layout: view, pages: Some(pages) };
+        if heads == 0 || rows == 0 {
+            return Ok(view);
+        }
+        // The extent of one block: no overflow, the check above computed it.
+        let extent = (heads - 1) * head_stride + (block_size - 1) * row_stride + cols;
+        if block_stride < extent {
+            return Err(Error::StrideTooSmall { what: "block_stride", stride: block_stride, min: extent });
+        }
+        let needed = rows.div_ceil(block_size);
+        if table.len() < needed {
+            return Err(Error::BufferTooShort { what: "block_table", needed, len: table.len() });
+        }
+        let blocks = (pool.len() - extent) / block_stride + 1;
+        if let Some((entry, &block)) = table[..needed].iter().enumerate().find(|(_, &b)| b as usize >= blocks)
+        {
+            return Err(Error::BlockOutOfPool { entry, block, blocks });
+        }
+        Ok(view)
     }
 
     /// Number of heads.
@@ -281,7 +466,7 @@ impl<'a, T: Element> HeadsRef<'a, T> {
         assert!(h < self.layout.heads, "head index out of range");
         let l = self.layout;
         let data = if l.rows == 0 { &self.data[..0] } else { &self.data[h * l.head_stride..] };
-        MatRef { data, layout: Layout { heads: 1, head_stride: 0, ..l } }
+        MatRef { data, layout: Layout { heads: 1, head_stride: 0, ..l }, pages: self.pages }
     }
 
     /// Heads `heads` and rows `rows` of the view (same strides, data from
@@ -294,13 +479,16 @@ impl<'a, T: Element> HeadsRef<'a, T> {
     ) -> HeadsRef<'a, T> {
         let l = self.layout;
         assert!(heads.end <= l.heads && rows.end <= l.rows, "sub-view out of range");
-        let data = if heads.is_empty() || rows.is_empty() {
-            &self.data[..0]
+        let (data, pages) = if heads.is_empty() || rows.is_empty() {
+            (&self.data[..0], None)
+        } else if let Some(p) = self.pages {
+            // The blocks stay where they are; the rows start further into the table.
+            (&self.data[heads.start * l.head_stride..], Some(Pages { first: p.first + rows.start, ..p }))
         } else {
             // In bounds: the view was checked with at least these heads and rows.
-            &self.data[l.offset(heads.start, rows.start)..]
+            (&self.data[l.offset(heads.start, rows.start)..], None)
         };
-        HeadsRef { data, layout: Layout { heads: heads.len(), rows: rows.len(), ..l } }
+        HeadsRef { data, layout: Layout { heads: heads.len(), rows: rows.len(), ..l }, pages }
     }
 }
 

@@ -92,6 +92,27 @@ pub fn read_kv(k: &[f32], v: &[f32], rows: usize) -> f32 {
     k.chunks(rows * 128).zip(v.chunks(rows * 128)).map(|(a, b)| read_all(a) + read_all(b)).sum()
 }
 
+/// [`read_kv`] with the blocks of `rows` rows visited in the order
+/// `order` (block `order[i]` of `k`, then of `v`): how a decode pass reads a
+/// paged cache whose blocks are scattered.
+#[allow(dead_code)] // used by the attention bench, not the parallel one
+pub fn read_kv_blocks(k: &[f32], v: &[f32], rows: usize, order: &[u32]) -> f32 {
+    let n = rows * 128;
+    order.iter().map(|&b| read_all(&k[b as usize * n..][..n]) + read_all(&v[b as usize * n..][..n])).sum()
+}
+
+/// `0..n` in a shuffled order (a fixed Fisher-Yates shuffle).
+#[allow(dead_code)] // used by the attention bench, not the parallel one
+pub fn shuffled(n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut x = 12345u64;
+    for i in (1..n).rev() {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        order.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    order
+}
+
 /// The pages behind a benchmark's K and V.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Pages {

@@ -15,7 +15,9 @@
 //!   lse slice of any length, any kernel with any level cap (supported
 //!   or not); then `run`, `run_lse` or
 //!   `run_heads`;
-//! - **views**: the view and bias constructors alone, with absurd numbers;
+//! - **views**: the view and bias constructors alone, with absurd numbers,
+//!   `HeadsRef::paged` and `PagedLayout` among them (block sizes, strides
+//!   and table entries absurd too);
 //! - **merge**: `streamattn::merge` on arbitrary views and lse slices;
 //! - **key_range**: `Mask::key_range` and `Mask::causal_bottom_right`.
 //!
@@ -104,7 +106,8 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use streamattn::{
-    merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, MatMut, MatRef, Scorer,
+    merge, Attention, Bias, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, MatMut, MatRef, PagedLayout,
+    Scorer,
 };
 
 pub(crate) const U: f64 = 1.0 / (1u64 << 24) as f64;

@@ -173,43 +173,67 @@ fn stream<S: Simd, E: Element, const R: usize>(
         // `NextKeys` the columns of the next tile's key rows that match the
         // value columns read. `scheme` is a constant.
         let scheme = S::TUNING.decode[R].prefetch;
-        let ahead = |j: usize| {
-            if scheme == Prefetch::KeysAhead && t0 + j + keys_ahead < p.key_len {
-                prefetch_l2(k.row(t0 + j + keys_ahead));
-            }
-            if scheme != Prefetch::None {
-                prefetch_l2(v.row(t0 + j));
-            }
-        };
-        let next = |j: usize, c: Range<usize>| {
-            if scheme == Prefetch::NextKeys && t0 + TK + j < p.key_len {
-                let row = k.row(t0 + TK + j);
-                prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
-            }
-        };
-        dots::<S, E, R>(
-            simd,
-            &q,
-            |j| k.row(t0 + j),
-            first..last,
-            &mut s,
-            &mut kn,
-            norms,
-            centre,
-            paired,
-            ahead,
-        );
+        // The keys a stretch at a time: rows at one stride in K and in V
+        // (all of the tile's for contiguous caches, a block's for paged ones).
+        let mut j0 = first;
+        while j0 < last {
+            let (nk, kr) = k.stretch(t0 + j0);
+            let (nv, vr) = v.stretch(t0 + j0);
+            let end = last.min(j0 + nk.min(nv));
+            dots::<S, E, R>(
+                simd,
+                &q,
+                #[inline(always)]
+                |j| kr.row(j - j0),
+                j0..end,
+                &mut s,
+                &mut kn,
+                norms,
+                centre,
+                paired,
+                #[inline(always)]
+                |j| {
+                    if scheme == Prefetch::KeysAhead && t0 + j + keys_ahead < p.key_len {
+                        prefetch_l2(k.row(t0 + j + keys_ahead));
+                    }
+                    if scheme != Prefetch::None {
+                        prefetch_l2(vr.row(j - j0));
+                    }
+                },
+            );
+            j0 = end;
+        }
         super::cached_norms(p.kind, cached, t0 + first, &mut kn[first..last]);
         // P·V holds as many output vectors per pass over the tile's values as
         // the registers allow, next to one vector of values per output vector.
         let rows = Rows { at, seen, run: &mut run[..], q_norm: &q_norm };
         let scores = Scores { t0, s: &mut s, kn: &kn };
         let dest = &mut Dest { data: &mut *out, layout: ol, paired };
+        // The closure is written at each call so that it is inlined: out of
+        // line, its call in the P·V loop would spill the accumulators.
+        macro_rules! update {
+            ($nc:literal) => {
+                update::<S, E, R, $nc>(
+                    simd,
+                    p,
+                    rows,
+                    scores,
+                    dest,
+                    #[inline(always)]
+                    |j, c| {
+                        if scheme == Prefetch::NextKeys && t0 + TK + j < p.key_len {
+                            let row = k.row(t0 + TK + j);
+                            prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
+                        }
+                    },
+                )
+            };
+        }
         match const { S::TUNING.decode[R].out_vectors } {
-            8 => update::<S, E, R, 8>(simd, p, rows, scores, dest, next),
-            4 => update::<S, E, R, 4>(simd, p, rows, scores, dest, next),
-            2 => update::<S, E, R, 2>(simd, p, rows, scores, dest, next),
-            _ => update::<S, E, R, 1>(simd, p, rows, scores, dest, next),
+            8 => update!(8),
+            4 => update!(4),
+            2 => update!(2),
+            _ => update!(1),
         }
     }
     let d_v = p.v.cols();

@@ -554,7 +554,7 @@ fn update<S: Simd, E: Element, const R: usize, const NC: usize>(
     }
     let offsets = at.map(|a| dest.layout.offset(a.h, a.i));
     let mut o = Out { data: &mut *dest.data, offsets: &offsets, paired: dest.paired };
-    pv_rows::<S, E, R, NC>(simd, &mut o, alpha, s, |j| v.row(t0 + j), &seen, v.cols(), ahead);
+    pv_rows::<S, E, R, NC>(simd, &mut o, alpha, s, v, t0, &seen, ahead);
 }
 
 /// The largest element of `x`, or NaN if `x` holds a NaN (−∞ if empty).
@@ -573,26 +573,28 @@ fn largest<S: Simd>(simd: S, x: &[f32]) -> f32 {
     max.reduce_max() + nan.reduce_add()
 }
 
-/// P·V for rows that see the keys `seen[r]` of the tile: the keys every row
+/// P·V for rows that see the keys `seen[r]` of the tile (the rows
+/// `t0 + seen[r]` of `v`): the keys every row
 /// sees go through the `R`-row register block, the rest (near a causal
 /// diagonal or a window edge) row by row.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pv_rows<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
+fn pv_rows<S: Simd, E: Element, const R: usize, const NC: usize>(
     simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     s: &[[f32; TK]; R],
-    value: impl Fn(usize) -> &'v [E] + Copy,
+    v: MatRef<'_, E>,
+    t0: usize,
     seen: &[Range<usize>; R],
-    d_v: usize,
     ahead: impl Fn(usize, Range<usize>) + Copy,
 ) {
+    let d_v = v.cols();
     let nt = seen.iter().map(|r| r.end).max().unwrap_or(0);
     let common = seen.iter().fold(0..nt, |a, b| a.start.max(b.start)..a.end.min(b.end));
     let common = if common.is_empty() { 0..0 } else { common };
     if !common.is_empty() {
-        pv::pv::<S, E, R, NC>(simd, out, alpha, s, value, common.clone(), d_v, ahead);
+        pv::pv::<S, E, R, NC>(simd, out, alpha, s, v, t0, common.clone(), d_v, ahead);
     }
     for r in 0..R {
         let own = &seen[r];
@@ -607,10 +609,10 @@ fn pv_rows<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
         let s1: &[[f32; TK]; 1] = (&s[r..=r]).try_into().unwrap();
         let mut o1 = Out { data: &mut *out.data, offsets: &out.offsets[r..=r], paired: out.paired };
         if !before.is_empty() || a != 1.0 {
-            pv::pv::<S, E, 1, NC>(simd, &mut o1, [a], s1, value, before, d_v, ahead);
+            pv::pv::<S, E, 1, NC>(simd, &mut o1, [a], s1, v, t0, before, d_v, ahead);
         }
         if !after.is_empty() {
-            pv::pv::<S, E, 1, NC>(simd, &mut o1, [1.0], s1, value, after, d_v, ahead);
+            pv::pv::<S, E, 1, NC>(simd, &mut o1, [1.0], s1, v, t0, after, d_v, ahead);
         }
     }
 }

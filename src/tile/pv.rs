@@ -5,7 +5,7 @@
 
 use super::TK;
 use crate::arch::{Simd, Vector};
-use crate::Element;
+use crate::{Element, MatRef};
 use core::ops::Range;
 
 /// Rows of the output that one call updates.
@@ -32,8 +32,31 @@ pub(crate) fn paired_cols<S: Simd, E: Element>(d_v: usize, nc: usize) -> usize {
     }
 }
 
-/// Accumulates `R` rows over the keys `keys` (tile coordinates), every row
-/// seeing all of them, after rescaling each row by `alpha[r]`.
+/// Calls `f(j, row t0 + j of m)` for `j` in `keys`, a stretch of rows
+/// stored at one stride at a time (the whole range for a contiguous view,
+/// up to a block for a paged one), so that the loop over a stretch is the
+/// loop over a plain strided matrix.
+#[inline(always)]
+pub(crate) fn each_row<'m, E: Element>(
+    m: MatRef<'m, E>,
+    t0: usize,
+    keys: Range<usize>,
+    mut f: impl FnMut(usize, &'m [E]),
+) {
+    let mut j = keys.start;
+    while j < keys.end {
+        let (n, rows) = m.stretch(t0 + j);
+        let end = keys.end.min(j + n);
+        for i in j..end {
+            f(i, rows.row(i - j));
+        }
+        j = end;
+    }
+}
+
+/// Accumulates `R` rows over the keys `keys` (tile coordinates: the rows
+/// `t0 + keys` of `v`), every row seeing all of them, after rescaling each
+/// row by `alpha[r]`.
 ///
 /// The register block is `R` rows × `NC` vectors of output columns: per key,
 /// `NC` loads of the value row and `R` broadcasts of weights feed `R · NC`
@@ -44,12 +67,13 @@ pub(crate) fn paired_cols<S: Simd, E: Element>(d_v: usize, nc: usize) -> usize {
 /// read `bf16` values in pairs of vectors ([`paired_cols`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
+pub(crate) fn pv<S: Simd, E: Element, const R: usize, const NC: usize>(
     simd: S,
     out: &mut Out<'_>,
     alpha: [f32; R],
     p: &[[f32; TK]; R],
-    v: impl Fn(usize) -> &'v [E],
+    v: MatRef<'_, E>,
+    t0: usize,
     keys: Range<usize>,
     d_v: usize,
     ahead: impl Fn(usize, Range<usize>),
@@ -66,25 +90,37 @@ pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
             }
         }
         if paired_cols::<S, E>(d_v, NC) > 0 && out.paired {
-            for j in keys.clone() {
-                ahead(j, c0..c0 + block);
-                let vj = &v(j)[c0..c0 + block];
-                let mut vv = [simd.splat(0.0); NC];
-                for n in (0..NC).step_by(2) {
-                    (vv[n], vv[n + 1]) = simd.load_pair_e(&vj[n * l..]);
-                }
-                add::<S, R, NC>(simd, &mut acc, p, j, &vv);
-            }
+            each_row(
+                v,
+                t0,
+                keys.clone(),
+                #[inline(always)]
+                |j, vj| {
+                    ahead(j, c0..c0 + block);
+                    let vj = &vj[c0..c0 + block];
+                    let mut vv = [simd.splat(0.0); NC];
+                    for n in (0..NC).step_by(2) {
+                        (vv[n], vv[n + 1]) = simd.load_pair_e(&vj[n * l..]);
+                    }
+                    add::<S, R, NC>(simd, &mut acc, p, j, &vv);
+                },
+            );
         } else {
-            for j in keys.clone() {
-                ahead(j, c0..c0 + block);
-                let vj = &v(j)[c0..c0 + block];
-                let mut vv = [simd.splat(0.0); NC];
-                for n in 0..NC {
-                    vv[n] = simd.load_e(&vj[n * l..]);
-                }
-                add::<S, R, NC>(simd, &mut acc, p, j, &vv);
-            }
+            each_row(
+                v,
+                t0,
+                keys.clone(),
+                #[inline(always)]
+                |j, vj| {
+                    ahead(j, c0..c0 + block);
+                    let vj = &vj[c0..c0 + block];
+                    let mut vv = [simd.splat(0.0); NC];
+                    for n in 0..NC {
+                        vv[n] = simd.load_e(&vj[n * l..]);
+                    }
+                    add::<S, R, NC>(simd, &mut acc, p, j, &vv);
+                },
+            );
         }
         for r in 0..R {
             let o = &mut out.data[out.offsets[r] + c0..][..block];
@@ -100,14 +136,20 @@ pub(crate) fn pv<'v, S: Simd, E: Element, const R: usize, const NC: usize>(
         for r in 0..R {
             acc[r] = simd.load_partial(&out.data[out.offsets[r] + c0..][..w]) * simd.splat(alpha[r]);
         }
-        for j in keys.clone() {
-            ahead(j, c0..c0 + w);
-            let vj = &v(j)[c0..c0 + w];
-            let vv = if w == l { simd.load_e(vj) } else { simd.load_partial_e(vj) };
-            for r in 0..R {
-                acc[r] = simd.splat(p[r][j]).mul_add(vv, acc[r]);
-            }
-        }
+        each_row(
+            v,
+            t0,
+            keys.clone(),
+            #[inline(always)]
+            |j, vj| {
+                ahead(j, c0..c0 + w);
+                let vj = &vj[c0..c0 + w];
+                let vv = if w == l { simd.load_e(vj) } else { simd.load_partial_e(vj) };
+                for r in 0..R {
+                    acc[r] = simd.splat(p[r][j]).mul_add(vv, acc[r]);
+                }
+            },
+        );
         for r in 0..R {
             acc[r].store_partial(&mut out.data[out.offsets[r] + c0..][..w]);
         }

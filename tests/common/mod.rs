@@ -89,7 +89,7 @@
 #![allow(dead_code)]
 
 use streamattn::{
-    bf16, f16, Attention, Bias, Element, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, Scorer,
+    bf16, f16, Attention, Bias, Element, Error, HeadsMut, HeadsRef, Kernel, Level, Mask, PagedLayout, Scorer,
 };
 
 /// How a case's keys and values are stored.
@@ -222,6 +222,11 @@ pub enum Layout {
     /// `[heads, rows, cols]` with `pad` extra floats after each row and after
     /// each head.
     Padded(usize),
+    /// Keys and values in a paged pool ([`Pool`]) of blocks of
+    /// `block_size` rows, `[n_blocks, block_size, heads, cols]` if
+    /// `seq_major`, else `[n_blocks, heads, block_size, cols]`; the other
+    /// buffers `[heads, rows, cols]`.
+    Paged { block_size: usize, seq_major: bool },
 }
 
 /// One attention problem. Logical data is dense `[head][row][col]`.
@@ -412,8 +417,8 @@ impl Case {
 
     fn run_typed<T: Store>(&self, kernel: Path, entry: impl Entry) -> (Vec<f32>, Vec<f32>) {
         let q = Strided::pack(&self.q, self.heads, self.n_q, self.d, self.layout);
-        let k = Strided::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout).to::<T>();
-        let v = Strided::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout).to::<T>();
+        let k = Cache::<T>::pack(&self.k, self.kv_heads, self.n_kv, self.d, self.layout, 1);
+        let v = Cache::<T>::pack(&self.v, self.kv_heads, self.n_kv, self.dv, self.layout, 2);
         let mut o = Strided::pack(
             &vec![f32::from_bits(0x7fc0_dead); self.heads * self.n_q * self.dv],
             self.heads,
@@ -842,6 +847,87 @@ pub fn check(case: &Case) {
     }
 }
 
+/// Keys or values as a case hands them to the crate: a strided buffer, or
+/// a paged pool ([`Layout::Paged`]).
+pub enum Cache<T> {
+    Strided(Strided<T>),
+    Paged(Pool<T>),
+}
+
+impl<T: Store> Cache<T> {
+    /// Dense `[heads][rows][cols]` data in `layout`; `seed` shuffles a pool.
+    pub fn pack(dense: &[f32], heads: usize, rows: usize, cols: usize, layout: Layout, seed: u64) -> Self {
+        match layout {
+            Layout::Paged { block_size, seq_major } => {
+                Cache::Paged(Pool::pack(dense, heads, rows, cols, block_size, seq_major, seed))
+            }
+            _ => Cache::Strided(Strided::pack(dense, heads, rows, cols, layout).to::<T>()),
+        }
+    }
+
+    pub fn view(&self) -> HeadsRef<'_, T> {
+        match self {
+            Cache::Strided(s) => s.view(),
+            Cache::Paged(p) => p.view(),
+        }
+    }
+}
+
+/// A paged cache: `rows` rows per head in blocks of a pool, the blocks in a
+/// shuffled order with two unused blocks among them, every element outside
+/// the cache's rows NaN, and an entry past the ones read that names no
+/// block (`u32::MAX`).
+pub struct Pool<T> {
+    pub data: Vec<T>,
+    pub table: Vec<u32>,
+    pub layout: PagedLayout,
+    pub rows: usize,
+}
+
+impl<T: Store> Pool<T> {
+    pub fn pack(
+        dense: &[f32],
+        heads: usize,
+        rows: usize,
+        cols: usize,
+        block_size: usize,
+        seq_major: bool,
+        seed: u64,
+    ) -> Self {
+        let layout = if seq_major {
+            PagedLayout::seq_major(block_size, heads, cols)
+        } else {
+            PagedLayout::heads_major(block_size, heads, cols)
+        }
+        .unwrap();
+        let needed = rows.div_ceil(block_size);
+        let n_blocks = needed + 2;
+        let mut order: Vec<u32> = (0..n_blocks as u32).collect();
+        let mut rng = Rng::new(seed);
+        for i in (1..n_blocks).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut table = order[..needed].to_vec();
+        table.push(u32::MAX);
+        let mut data = vec![T::from(f32::NAN); n_blocks * layout.block_stride];
+        for h in 0..heads {
+            for r in 0..rows {
+                let o = table[r / block_size] as usize * layout.block_stride
+                    + h * layout.head_stride
+                    + (r % block_size) * layout.row_stride;
+                for (x, &y) in data[o..o + cols].iter_mut().zip(&dense[(h * rows + r) * cols..]) {
+                    *x = T::from(y);
+                }
+            }
+        }
+        Pool { data, table, layout, rows }
+    }
+
+    pub fn view(&self) -> HeadsRef<'_, T> {
+        HeadsRef::paged(&self.data, self.layout, &self.table, self.rows).unwrap()
+    }
+}
+
 /// A buffer in one of the [`Layout`]s, with padding filled by a sentinel.
 pub struct Strided<T = f32> {
     pub data: Vec<T>,
@@ -877,7 +963,7 @@ impl Strided {
 
     pub fn pack(dense: &[f32], heads: usize, rows: usize, cols: usize, layout: Layout) -> Strided {
         let (hs, rs, len) = match layout {
-            Layout::HeadsMajor => (rows * cols, cols, heads * rows * cols),
+            Layout::HeadsMajor | Layout::Paged { .. } => (rows * cols, cols, heads * rows * cols),
             Layout::SeqMajor => (cols, heads * cols, heads * rows * cols),
             Layout::Padded(pad) => {
                 let rs = cols + pad;

@@ -44,7 +44,7 @@ pub(crate) fn views(u: &mut Unstructured) -> Result<()> {
     let display = |e: &Error| {
         let _ = format!("{e}");
     };
-    match u.int_in_range(0u8..=7)? {
+    match u.int_in_range(0u8..=8)? {
         0 => {
             let m = MatRef::new(&buf, rows, cols, rs);
             agree("MatRef::new", layout_verdict(1, r, c, 0, rs as u128, len), &m);
@@ -132,6 +132,7 @@ pub(crate) fn views(u: &mut Unstructured) -> Result<()> {
                 Err(e) => display(&e),
             }
         }
+        7 => paged(u, heads, rows, cols, hs, rs, &buf)?,
         _ => {
             let shared = u.ratio(1u8, 2u8)?;
             let b = if shared { Bias::shared(&buf, rows, cols) } else { Bias::new(&buf, rows, cols, hs, rs) };
@@ -139,6 +140,101 @@ pub(crate) fn views(u: &mut Unstructured) -> Result<()> {
             agree("Bias", expect, &b);
             if let Err(e) = b {
                 display(&e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `HeadsRef::paged` (with `PagedLayout::heads_major`, `seq_major` or any
+/// strides) against its documented checks, in order, and on `Ok` the rows
+/// where the table and strides put them.
+fn paged(u: &mut Unstructured, heads: usize, rows: usize, cols: usize, hs: usize, rs: usize, buf: &[f32]) -> Result<()> {
+    let bs = size(u, 5)?;
+    let n = u.int_in_range(0..=6)?;
+    let mut table = Vec::with_capacity(n);
+    for _ in 0..n {
+        table.push(match u.int_in_range(0u8..=7)? {
+            0..=5 => u.int_in_range(0..=12)?,
+            6 => u32::MAX - u.int_in_range(0..=2)?,
+            _ => u.arbitrary()?,
+        });
+    }
+    let (h, b, c) = (heads as u128, bs as u128, cols as u128);
+    let (layout, what) = match u.int_in_range(0u8..=2)? {
+        0 => {
+            let block_stride = size(u, 300)?;
+            (Ok(PagedLayout { block_size: bs, heads, cols, block_stride, head_stride: hs, row_stride: rs }), "any strides")
+        }
+        1 => {
+            let l = PagedLayout::heads_major(bs, heads, cols);
+            assert_eq!(l.is_ok(), h * b * c <= MAX, "PagedLayout::heads_major: overflow");
+            (l, "PagedLayout::heads_major")
+        }
+        _ => {
+            let l = PagedLayout::seq_major(bs, heads, cols);
+            assert_eq!(l.is_ok(), h * b * c <= MAX, "PagedLayout::seq_major: overflow");
+            (l, "PagedLayout::seq_major")
+        }
+    };
+    let Ok(l) = layout else { return Ok(()) };
+    let dense = match what {
+        "PagedLayout::heads_major" => Some((b * c, c, h * b * c)),
+        "PagedLayout::seq_major" => Some((c, h * c, b * h * c)),
+        _ => None,
+    };
+    if let Some((hs, rs, bst)) = dense {
+        assert_eq!((l.head_stride as u128, l.row_stride as u128, l.block_stride as u128), (hs, rs, bst), "{what}");
+    }
+    let v = HeadsRef::paged(buf, l, &table, rows);
+    let (hs, rs, bst) = (l.head_stride as u128, l.row_stride as u128, l.block_stride as u128);
+    // The documented checks, in order, in exact arithmetic.
+    let expected: core::result::Result<(), Option<Error>> = (|| {
+        if bs == 0 {
+            return Err(Some(Error::ZeroDim { what: "block_size" }));
+        }
+        if cols == 0 {
+            return Err(Some(Error::ZeroDim { what: "pool" }));
+        }
+        if heads == 0 {
+            return Ok(());
+        }
+        if layout_verdict(h, b, c, hs, rs, buf.len()) == Verdict::Err {
+            return Err(None); // the block's own checks (`HeadsRef::new`'s)
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let extent = (h - 1) * hs + (b - 1) * rs + c;
+        if bst < extent {
+            return Err(Some(Error::StrideTooSmall { what: "block_stride", stride: l.block_stride, min: extent as usize }));
+        }
+        let needed = rows.div_ceil(bs);
+        if table.len() < needed {
+            return Err(Some(Error::BufferTooShort { what: "block_table", needed, len: table.len() }));
+        }
+        let blocks = (buf.len() as u128 - extent) / bst + 1;
+        if let Some((entry, &block)) = table[..needed].iter().enumerate().find(|(_, &x)| x as u128 >= blocks) {
+            return Err(Some(Error::BlockOutOfPool { entry, block, blocks: blocks as usize }));
+        }
+        Ok(())
+    })();
+    match (&expected, &v) {
+        (Ok(()), Err(e)) => panic!("HeadsRef::paged ({what}): valid per the docs, rejected: {e:?}"),
+        (Err(_), Ok(_)) => panic!("HeadsRef::paged ({what}): invalid per the docs ({expected:?}), accepted"),
+        (Err(Some(want)), Err(got)) => assert!(same_error(want, got), "HeadsRef::paged ({what}): {got:?}, expected {want:?}"),
+        _ => {}
+    }
+    if let Ok(v) = v {
+        assert_eq!((v.heads(), v.rows(), v.cols()), (heads, rows, cols), "HeadsRef::paged: shape");
+        if heads > 0 && rows > 0 {
+            let base = buf.as_ptr() as usize;
+            for hh in [0, heads - 1, heads / 2] {
+                for i in [0, rows - 1, rows / 2, u.int_in_range(0..=rows - 1)?] {
+                    let row = v.head(hh).row(i);
+                    let want = table[i / bs] as usize * l.block_stride + hh * l.head_stride + (i % bs) * l.row_stride;
+                    assert_eq!(((row.as_ptr() as usize - base) / 4, row.len()), (want, cols), "HeadsRef::paged: head {hh} row {i}");
+                }
             }
         }
     }
