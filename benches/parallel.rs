@@ -14,6 +14,16 @@
 //! decode counts the bytes of K and V read, so `GiB/s` is read bandwidth, on
 //! 4 KiB pages and again on 2 MiB pages (`-huge-pages`, Linux).
 //!
+//! `serving-step`: one step of a server batching 32 sequences continuously,
+//! a 512-row prefill chunk over a cache of 4096 rows and 31 decoding
+//! sequences over caches of 1024 to 32768 rows (evenly spaced), 32 query
+//! heads over 8 key/value heads, d = 128, `Dot`, causal, every cache paged
+//! in blocks of 16 rows of one shared `bf16` pool (blocks shuffled).
+//! `batch-1t` is `run_batch`, `batch-2t` is `par_run_batch` (`KvSplit::Auto`)
+//! on the pool of 2; `per-sequence-1t` and `per-sequence-2t` call
+//! `run_heads` and `par_run_heads_split` (`Auto`) once per sequence on the
+//! same views. Throughput: the bytes of K and V read, once per key/value head.
+//!
 //! Run: `cargo bench --features rayon --bench parallel` (about 2 minutes),
 //! `STREAMATTN_BENCH_QUICK=1` for a smoke run (small shapes, short
 //! measurements).
@@ -23,10 +33,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit};
+use streamattn::{bf16, Attention, HeadsMut, HeadsRef, KvSplit, Mask, PagedLayout, Scorer};
 
 mod common;
-use common::{data, fma_peak, group, read_all, read_kv, scorers, Floats, Pages};
+use common::{data, fma_peak, group, read_all, read_kv, scorers, shuffled, Floats, Pages};
 
 struct Shape {
     name: &'static str,
@@ -135,6 +145,7 @@ fn bench(c: &mut Criterion) {
     let level = common::level();
     fma_peak(c, quick);
     bandwidth(c, &pool, quick);
+    serving_step(c, &pool, quick);
     let shapes = if quick { QUICK } else { SHAPES };
     for s in shapes {
         let mut g = group(c, s.name, quick);
@@ -162,6 +173,125 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+/// A serving step ([module docs](self)): query rows packed by `cu`, each
+/// sequence's cache a block table into one shared pool of K and one of V.
+struct Step {
+    heads: usize,
+    d: usize,
+    cu: Vec<usize>,
+    lens: Vec<usize>,
+    tables: Vec<Vec<u32>>,
+    layout: PagedLayout,
+    k: Floats<bf16>,
+    v: Floats<bf16>,
+    q: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Step {
+    /// `prefill` new rows over a cache of `prefill_cache`, then one decoding
+    /// row over each of `decode_lens`.
+    fn new(heads: usize, kv_heads: usize, d: usize, prefill: (usize, usize), decode_lens: &[usize]) -> Step {
+        let bs = 16;
+        let mut lens = vec![prefill.1];
+        lens.extend_from_slice(decode_lens);
+        let mut cu = vec![0, prefill.0];
+        for _ in decode_lens {
+            cu.push(cu.last().unwrap() + 1);
+        }
+        let blocks: usize = lens.iter().map(|n| n.div_ceil(bs)).sum();
+        let order = shuffled(blocks);
+        let mut next = 0;
+        let tables = lens
+            .iter()
+            .map(|n| {
+                let t = order[next..next + n.div_ceil(bs)].to_vec();
+                next += t.len();
+                t
+            })
+            .collect();
+        let layout = PagedLayout::seq_major(bs, kv_heads, d).unwrap();
+        let total = *cu.last().unwrap();
+        Step {
+            heads,
+            d,
+            cu,
+            lens,
+            tables,
+            layout,
+            k: Floats::new(blocks * layout.block_stride, 21, Pages::Small),
+            v: Floats::new(blocks * layout.block_stride, 22, Pages::Small),
+            q: data(total * heads * d, 23),
+            out: vec![0.0; total * heads * d],
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.lens.iter().map(|n| (2 * n * self.layout.heads * self.d * 2) as u64).sum()
+    }
+
+    /// Each sequence's view of `pool`.
+    fn caches<'a>(&'a self, pool: &'a [bf16]) -> Vec<HeadsRef<'a, bf16>> {
+        let tables = self.tables.iter().zip(&self.lens);
+        tables.map(|(t, &n)| HeadsRef::paged(pool, self.layout, t, n).unwrap()).collect()
+    }
+
+    /// The whole step in one call (`par` on the current pool).
+    fn batch(&mut self, attn: &Attention<'_>, par: bool) {
+        let mut out = std::mem::take(&mut self.out);
+        let (k, v) = (self.caches(&self.k), self.caches(&self.v));
+        let total = *self.cu.last().unwrap();
+        let q = HeadsRef::seq_major(&self.q, self.heads, total, self.d).unwrap();
+        let o = HeadsMut::seq_major(&mut out, self.heads, total, self.d).unwrap();
+        if par {
+            attn.par_run_batch(q, &self.cu, &k, &v, o, None, KvSplit::Auto).unwrap();
+        } else {
+            attn.run_batch(q, &self.cu, &k, &v, o, None).unwrap();
+        }
+        black_box(&out);
+        drop((k, v));
+        self.out = out;
+    }
+
+    /// One call per sequence, with the mask at each cache's last rows.
+    fn per_sequence(&mut self, attn: &Attention<'_>, par: bool) {
+        let mut out = std::mem::take(&mut self.out);
+        let (k, v) = (self.caches(&self.k), self.caches(&self.v));
+        for s in 0..k.len() {
+            let (r0, n) = (self.cu[s], self.cu[s + 1] - self.cu[s]);
+            let w = self.heads * self.d;
+            let q = HeadsRef::seq_major(&self.q[r0 * w..(r0 + n) * w], self.heads, n, self.d).unwrap();
+            let o = HeadsMut::seq_major(&mut out[r0 * w..(r0 + n) * w], self.heads, n, self.d).unwrap();
+            let a = attn.mask(Mask::causal_bottom_right(n, self.lens[s]));
+            if par {
+                a.par_run_heads_split(q, k[s], v[s], o, None, KvSplit::Auto).unwrap();
+            } else {
+                a.run_heads(q, k[s], v[s], o, None).unwrap();
+            }
+        }
+        black_box(&out);
+        drop((k, v));
+        self.out = out;
+    }
+}
+
+fn serving_step(c: &mut Criterion, pool: &rayon::ThreadPool, quick: bool) {
+    let mut step = if quick {
+        Step::new(4, 2, 64, (64, 512), &[256, 1024, 2048])
+    } else {
+        let lens: Vec<usize> = (0..31).map(|s| 1024 + s * (32768 - 1024) / 30).collect();
+        Step::new(32, 8, 128, (512, 4096), &lens)
+    };
+    let mut g = group(c, "serving-step", quick);
+    g.throughput(Throughput::Bytes(step.bytes()));
+    let attn = Attention::new(Scorer::dot()).mask(Mask::Causal { offset: 0 }).max_level(common::level());
+    g.bench_function("batch-1t", |b| b.iter(|| step.batch(&attn, false)));
+    g.bench_function("batch-2t", |b| b.iter(|| pool.install(|| step.batch(&attn, true))));
+    g.bench_function("per-sequence-1t", |b| b.iter(|| step.per_sequence(&attn, false)));
+    g.bench_function("per-sequence-2t", |b| b.iter(|| pool.install(|| step.per_sequence(&attn, true))));
+    g.finish();
 }
 
 criterion_group!(benches, bench);

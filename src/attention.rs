@@ -80,7 +80,8 @@ pub enum Kernel {
 
 impl Kernel {
     /// Runs a validated problem on this kernel: every head into `out` (laid
-    /// out by `layout`) and, if given, the log-sum-exps `lse[h * n_q + i]`.
+    /// out by `layout`) and, if given, the log-sum-exps
+    /// `lse[h * lse_stride + i]`.
     pub(crate) fn compute<E: Element>(
         self,
         p: &Problem<'_, E>,
@@ -497,6 +498,7 @@ impl<'b> Attention<'b> {
             alibi: self.alibi.map(|slopes| Alibi { slopes, delta: key_len as isize - n_q as isize }),
             sinks: self.sinks,
             group: n_heads / n_kv_heads,
+            lse_stride: n_q,
             level: self.level(),
         })
     }

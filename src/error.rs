@@ -9,7 +9,8 @@ use core::fmt;
 /// `"out"`, `"bias"`, `"lse"`, `"alibi_slopes"`, `"sinks"` in an attention call; `"out_b"`, `"lse_a"`,
 /// `"lse_b"` in [`merge`](crate::merge); `"matrix"` or `"heads"` when a view
 /// constructor rejects its shape; `"pool"`, `"block_size"`, `"block_stride"`
-/// or `"block_table"` when [`HeadsRef::paged`](crate::HeadsRef::paged) does; `"scale"`, `"eps"`, `"p"`, `"offset"`,
+/// or `"block_table"` when [`HeadsRef::paged`](crate::HeadsRef::paged) does; `"cu_seqlens"`
+/// in a batch; `"scale"`, `"eps"`, `"p"`, `"offset"`,
 /// `"key_len"` for parameters; `"split"` for a split point of the parallel
 /// entries (feature `rayon`).
 ///
@@ -93,9 +94,25 @@ pub enum Error {
         /// The number of whole blocks the pool holds.
         blocks: usize,
     },
-    /// A mask offset, key length or split point lies beyond the number of keys.
+    /// An entry of a sequence of offsets is smaller than the entry before
+    /// it (`cu_seqlens` of [`Attention::run_batch`](crate::Attention::run_batch)).
+    Decreasing {
+        /// The argument at fault.
+        what: &'static str,
+        /// The index of the first entry below its predecessor.
+        index: usize,
+    },
+    /// A setting the entry cannot apply: a key length, a bias or cached key
+    /// norms given to a batch entry ([`Attention::run_batch`](crate::Attention::run_batch)),
+    /// whose sequences each have their own cache.
+    Unsupported {
+        /// `"key_len"`, `"bias"` or `"key_norms"`.
+        what: &'static str,
+    },
+    /// A mask offset, key length or split point lies beyond the number of
+    /// keys; in a batch, a sequence with more new rows than cache rows.
     OutOfRange {
-        /// `"offset"`, `"key_len"` or `"split"`.
+        /// `"offset"`, `"key_len"`, `"split"` or `"cu_seqlens"`.
         what: &'static str,
         /// The rejected value.
         value: usize,
@@ -127,6 +144,10 @@ impl fmt::Display for Error {
             Error::BlockOutOfPool { entry, block, blocks } => {
                 write!(f, "block_table[{entry}] = {block} is outside the pool of {blocks} blocks")
             }
+            Error::Decreasing { what, index } => {
+                write!(f, "{what}[{index}] is smaller than the entry before it")
+            }
+            Error::Unsupported { what } => write!(f, "{what} cannot be applied by this entry"),
             Error::OutOfRange { what, value, max } => {
                 write!(f, "{what} = {value} is out of range (at most {max})")
             }

@@ -21,7 +21,8 @@
 //! - [`MatRef`], [`MatMut`], [`HeadsRef`], [`HeadsMut`] are strided views of the
 //!   caller's buffers, so KV caches are read in place; [`HeadsRef::paged`]
 //!   reads a cache kept in blocks of a pool through a block table.
-//! - [`Attention`] runs one head or many (grouped-query), optionally reporting
+//! - [`Attention`] runs one head or many (grouped-query), or a batch of
+//!   sequences over caches of their own ([`Attention::run_batch`]), optionally reporting
 //!   each row's log-sum-exp; [`merge`] combines results over disjoint key
 //!   ranges (split-KV); [`key_norms`] and [`Attention::cached_key_norms`]
 //!   let a KV cache keep the key norms the distance scorers need.
@@ -63,6 +64,7 @@
 
 mod arch;
 mod attention;
+mod batch;
 mod bias;
 mod element;
 mod error;

@@ -31,6 +31,9 @@ pub(crate) struct Problem<'a, E: Element = f32> {
     pub sinks: Option<&'a [f32]>,
     /// Query heads per key/value head.
     pub group: usize,
+    /// Log-sum-exps go to `lse[h * lse_stride + i]` (`n_q`, but for the
+    /// sequences of a batch, which share one packed `lse`).
+    pub lse_stride: usize,
     /// The level the tiled kernel runs at (supported by the CPU).
     pub level: Level,
 }
@@ -85,6 +88,7 @@ impl<'a, E: Element> Problem<'a, E> {
             alibi: self.alibi,
             sinks: self.sinks,
             group: self.group,
+            lse_stride: self.lse_stride,
             level: self.level,
         }
     }
@@ -153,6 +157,8 @@ impl<'a, E: Element> Problem<'a, E> {
             }),
             sinks: self.sinks.map(|s| &s[heads.clone()]),
             group: heads.len(),
+            // A task writes its own dense `[heads][rows]` log-sum-exps.
+            lse_stride: rows.len(),
             ..*self
         }
     }

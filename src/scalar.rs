@@ -20,7 +20,7 @@ use crate::Element;
 pub(crate) const TILE: usize = 32;
 
 /// Computes every head of `problem` into `out` (laid out by `out_layout`)
-/// and, if given, the log-sum-exps `lse[h * n_q + i]`.
+/// and, if given, the log-sum-exps `lse[h * lse_stride + i]`.
 pub(crate) fn run<E: Element>(
     problem: &Problem<'_, E>,
     out: &mut [f32],
@@ -29,7 +29,7 @@ pub(crate) fn run<E: Element>(
 ) {
     let n_q = problem.q.rows();
     for h in 0..problem.q.heads() {
-        let lse_h = lse.as_deref_mut().map(|l| &mut l[h * n_q..(h + 1) * n_q]);
+        let lse_h = lse.as_deref_mut().map(|l| &mut l[h * problem.lse_stride..][..n_q]);
         head(problem, h, out, out_layout, lse_h);
     }
 }

@@ -111,8 +111,9 @@ pub struct PagedLayout {
 impl PagedLayout {
     /// Dense `[n_blocks, heads, block_size, cols]` blocks.
     ///
-    /// Errors: [`Error::Overflow`] (`what = "pool"`) if a block's size does
-    /// not fit in `usize`.
+    /// Errors: [`Error::Overflow`] (`what = "pool"`) if a stride (a head's
+    /// `block_size · cols` elements, a block's `heads · block_size · cols`)
+    /// does not fit in `usize`.
     pub fn heads_major(block_size: usize, heads: usize, cols: usize) -> Result<Self, Error> {
         let head_stride = block_size.checked_mul(cols).ok_or(Error::Overflow { what: "pool" })?;
         let block_stride = heads.checked_mul(head_stride).ok_or(Error::Overflow { what: "pool" })?;
@@ -120,7 +121,9 @@ impl PagedLayout {
     }
 
     /// Dense `[n_blocks, block_size, heads, cols]` blocks (rows are sequence
-    /// positions). Errors as [`heads_major`](Self::heads_major).
+    /// positions). Errors: [`Error::Overflow`] (`what = "pool"`) if a stride
+    /// (a row's `heads · cols` elements, a block's `block_size · heads · cols`)
+    /// does not fit in `usize`.
     pub fn seq_major(block_size: usize, heads: usize, cols: usize) -> Result<Self, Error> {
         let row_stride = heads.checked_mul(cols).ok_or(Error::Overflow { what: "pool" })?;
         let block_stride = block_size.checked_mul(row_stride).ok_or(Error::Overflow { what: "pool" })?;
@@ -471,7 +474,6 @@ impl<'a, T: Element> HeadsRef<'a, T> {
 
     /// Heads `heads` and rows `rows` of the view (same strides, data from
     /// the first element selected). Panics if either range is out of bounds.
-    #[cfg(feature = "rayon")]
     pub(crate) fn sub(
         &self,
         heads: core::ops::Range<usize>,

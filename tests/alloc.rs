@@ -92,6 +92,26 @@ fn no_kernel_allocates() {
             }
         }
     }
+    // A batch of two sequences (a prefill chunk and a decode) over one
+    // paged pool, at every level.
+    let (h, d, bs) = (4, 32, 16);
+    let layout = streamattn::PagedLayout::seq_major(bs, 2, d).unwrap();
+    let pool: Vec<f32> = (0..8 * layout.block_stride).map(|i| (i % 13) as f32 * 0.1).collect();
+    let (t0, t1) = ([3u32, 1], [0u32, 7, 2, 5]);
+    let k =
+        [HeadsRef::paged(&pool, layout, &t0, 20).unwrap(), HeadsRef::paged(&pool, layout, &t1, 60).unwrap()];
+    let q = vec![0.1f32; 11 * h * d];
+    let mut out = vec![0.0f32; 11 * h * d];
+    let mut lse = vec![0.0f32; h * 11];
+    for &(kernel, level) in &kernels {
+        let attn =
+            Attention::new(Scorer::dot()).mask(Mask::Causal { offset: 0 }).kernel(kernel).max_level(level);
+        let qv = HeadsRef::seq_major(&q, h, 11, d).unwrap();
+        let ov = HeadsMut::seq_major(&mut out, h, 11, d).unwrap();
+        let n = allocations_during(|| attn.run_batch(qv, &[0, 10, 11], &k, &k, ov, Some(&mut lse)).unwrap());
+        assert_eq!(n, 0, "run_batch, {kernel:?} {level} allocated {n} times");
+        assert!(out.iter().all(|x| x.is_finite()));
+    }
     // The counter works: an allocation inside the window is seen.
     assert_eq!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 10]))), 1);
 }

@@ -102,7 +102,6 @@ pub fn read_kv_blocks(k: &[f32], v: &[f32], rows: usize, order: &[u32]) -> f32 {
 }
 
 /// `0..n` in a shuffled order (a fixed Fisher-Yates shuffle).
-#[allow(dead_code)] // used by the attention bench, not the parallel one
 pub fn shuffled(n: usize) -> Vec<u32> {
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut x = 12345u64;
@@ -266,7 +265,7 @@ impl<T> Drop for Floats<T> {
     }
 }
 
-// SAFETY: `Floats` owns its buffer like a `Vec<f32>`.
-unsafe impl Send for Floats {}
-// SAFETY: shared access only reads.
-unsafe impl Sync for Floats {}
+// SAFETY: `Floats<T>` owns its buffer like a `Vec<T>`.
+unsafe impl<T: Send> Send for Floats<T> {}
+// SAFETY: shared access only reads, as through a `&[T]`.
+unsafe impl<T: Sync> Sync for Floats<T> {}

@@ -19,6 +19,14 @@
 //!   `HeadsRef::paged` and `PagedLayout` among them (block sizes, strides
 //!   and table entries absurd too);
 //! - **merge**: `streamattn::merge` on arbitrary views and lse slices;
+//! - **batch**: `run_batch` and `par_run_batch` on up to five sequences,
+//!   contiguous or paged, new rows and cache lengths of any size, with one
+//!   argument possibly wrong (`cu_seqlens` short, not from 0, decreasing or
+//!   not ending at the rows; `out` or `lse` short; a `v` missing; a
+//!   sequence's width or heads; a key length, bias or cached norms; sinks
+//!   of the wrong length; any softcap and slopes), against the model of the
+//!   documented checks in order; on `Ok`, each sequence bit for bit what
+//!   `run_heads` gives on its views with the mask at the cache's last rows;
 //! - **key_range**: `Mask::key_range` and `Mask::causal_bottom_right`.
 //!
 //! Asserted:
@@ -75,6 +83,8 @@
 // The operations and their helpers, by topic.
 #[path = "../support/api/attention.rs"]
 mod attention;
+#[path = "../support/api/batch.rs"]
+mod batch;
 #[path = "../support/api/decode.rs"]
 mod decode;
 #[path = "../support/api/key_range.rs"]
@@ -89,6 +99,8 @@ mod operand;
 mod views;
 #[allow(unused_imports)]
 use attention::*;
+#[allow(unused_imports)]
+use batch::*;
 #[allow(unused_imports)]
 use decode::*;
 #[allow(unused_imports)]
@@ -146,10 +158,11 @@ fuzz_target!(|data: &[u8]| {
 });
 
 pub(crate) fn one(u: &mut Unstructured) -> Result<()> {
-    match u.int_in_range(0u8..=9)? {
+    match u.int_in_range(0u8..=11)? {
         0..=4 => attention(u),
         5 | 6 => views(u),
         7 | 8 => merge_op(u),
+        9 | 10 => batch_op(u),
         _ => key_range(u),
     }
 }

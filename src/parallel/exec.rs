@@ -54,7 +54,7 @@ pub(super) fn run_units<E: Element>(
     }
     if let Some(lse) = lse {
         for (u, l) in units.iter().zip(&lses) {
-            copy_lse(lse, p.q.rows(), u, l);
+            copy_lse(lse, p.lse_stride, u, l);
         }
     }
 }
@@ -156,7 +156,7 @@ pub(super) fn run_split<E: Element>(
         }
         copy_in(out.data, &ol, u, &acc);
         if let Some(lse) = lse.as_deref_mut() {
-            copy_lse(lse, p.q.rows(), u, &acc_lse);
+            copy_lse(lse, p.lse_stride, u, &acc_lse);
         }
     }
 }

@@ -69,6 +69,8 @@ mod exec;
 mod plan;
 mod scratch;
 
+use crate::batch::Batch;
+use crate::problem::Problem;
 use crate::{Attention, Element, Error, HeadsMut, HeadsRef, MatMut, MatRef};
 use std::vec::Vec;
 
@@ -278,16 +280,85 @@ impl Attention<'_> {
     ) -> Result<(), Error> {
         let problem = self.problem(q, k, v, &out.layout, lse.as_deref())?;
         let points = plan::split_points(&problem, self.kernel, split)?;
-        if problem.q.rows() == 0 {
-            return Ok(()); // as run_heads: nothing to do
+        self.par_compute(&problem, &points, out, lse);
+        Ok(())
+    }
+
+    /// [`run_batch`](Self::run_batch) on the current rayon pool: the
+    /// sequences one after another, each spread over the pool's threads as
+    /// [`par_run_heads_split`](Self::par_run_heads_split) spreads one call
+    /// (prefill chunks by query head and block of rows, decoding sequences
+    /// by key/value head and, with [`KvSplit::Auto`], by parts of the keys
+    /// when a sequence has too few key/value heads for the threads). With
+    /// [`KvSplit::Off`] the result is bit-identical to `run_batch`.
+    ///
+    /// Errors: those of `run_batch`, and [`Error::Unsupported`] with
+    /// `what = "split"` for [`KvSplit::At`] (split points belong to one
+    /// cache); all returned before any work.
+    ///
+    /// ```
+    /// use streamattn::{Attention, HeadsMut, HeadsRef, KvSplit, Mask, Scorer};
+    /// # fn main() -> Result<(), streamattn::Error> {
+    /// // Two decoding sequences, caches of 300 and 700 rows, 2 heads of 16.
+    /// let (h, d) = (2, 16);
+    /// let c0: Vec<f32> = (0..300 * h * d).map(|x| (x % 11) as f32 * 0.1).collect();
+    /// let c1: Vec<f32> = (0..700 * h * d).map(|x| (x % 13) as f32 * 0.1).collect();
+    /// let k = [HeadsRef::seq_major(&c0, h, 300, d)?, HeadsRef::seq_major(&c1, h, 700, d)?];
+    /// let q = vec![0.2f32; 2 * h * d];
+    /// let (mut a, mut b) = (vec![0.0f32; 2 * h * d], vec![0.0f32; 2 * h * d]);
+    /// let attn = Attention::new(Scorer::dot()).mask(Mask::Causal { offset: 0 });
+    /// let q_view = HeadsRef::seq_major(&q, h, 2, d)?;
+    /// attn.run_batch(q_view, &[0, 1, 2], &k, &k, HeadsMut::seq_major(&mut a, h, 2, d)?, None)?;
+    /// attn.par_run_batch(q_view, &[0, 1, 2], &k, &k, HeadsMut::seq_major(&mut b, h, 2, d)?, None, KvSplit::Off)?;
+    /// assert_eq!(a, b);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn par_run_batch<E: Element>(
+        &self,
+        q: HeadsRef<'_>,
+        cu_seqlens: &[usize],
+        k: &[HeadsRef<'_, E>],
+        v: &[HeadsRef<'_, E>],
+        mut out: HeadsMut<'_>,
+        mut lse: Option<&mut [f32]>,
+        split: KvSplit<'_>,
+    ) -> Result<(), Error> {
+        let batch = Batch { q, cu_seqlens, k, v, out: out.layout };
+        self.check_batch(&batch, lse.as_deref())?;
+        if let KvSplit::At(_) = split {
+            return Err(Error::Unsupported { what: "split" });
         }
-        let units = plan::units(&problem, self.kernel);
-        if points.is_empty() {
-            exec::run_units(self.kernel, &problem, &units, out, lse);
-        } else {
-            exec::run_split(self.kernel, &problem, &units, &points, out, lse);
+        for s in 0..k.len() {
+            let (problem, rows) = self.sequence(&batch, s)?;
+            if let Some((out_s, lse_s)) = batch.outputs(&mut out, lse.as_deref_mut(), rows) {
+                // `Off` and `Auto` never fail (only `At` points are checked).
+                let points = plan::split_points(&problem, self.kernel, split)?;
+                self.par_compute(&problem, &points, out_s, lse_s);
+            }
         }
         Ok(())
+    }
+
+    /// Computes a validated problem on the pool, split at `points` (none:
+    /// bit-identical to the single-thread kernel).
+    fn par_compute<E: Element>(
+        &self,
+        problem: &Problem<'_, E>,
+        points: &[usize],
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) {
+        if problem.q.rows() == 0 {
+            return; // as run_heads: nothing to do
+        }
+        let units = plan::units(problem, self.kernel);
+        if points.is_empty() {
+            exec::run_units(self.kernel, problem, &units, out, lse);
+        } else {
+            exec::run_split(self.kernel, problem, &units, points, out, lse);
+        }
     }
 
     /// The split points (inside `1..n_kv`, increasing) that

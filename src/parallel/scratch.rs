@@ -51,10 +51,10 @@ pub(super) fn copy_in(data: &mut [f32], ol: &Layout, u: &Unit, src: &[f32]) {
     }
 }
 
-/// Copies a task's `[heads][rows]` log-sum-exps to `lse[h * n_q + i]`.
-pub(super) fn copy_lse(lse: &mut [f32], n_q: usize, u: &Unit, src: &[f32]) {
+/// Copies a task's `[heads][rows]` log-sum-exps to `lse[h * stride + i]`.
+pub(super) fn copy_lse(lse: &mut [f32], stride: usize, u: &Unit, src: &[f32]) {
     let nr = u.rows.len();
     for (h, l) in u.heads.clone().zip(src.chunks_exact(nr)) {
-        lse[h * n_q + u.rows.start..][..nr].copy_from_slice(l);
+        lse[h * stride + u.rows.start..][..nr].copy_from_slice(l);
     }
 }

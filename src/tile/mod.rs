@@ -79,7 +79,7 @@ struct Centring {
 
 /// A call of the tiled kernel, run at a level by [`crate::arch::dispatch`]:
 /// every head of `problem` into `out` (laid out by `layout`) and, if given,
-/// the log-sum-exps `lse[h * n_q + i]`.
+/// the log-sum-exps `lse[h * lse_stride + i]`.
 pub(crate) struct Tiled<'c, 'p, E: Element> {
     pub problem: &'c Problem<'p, E>,
     pub out: &'c mut [f32],
@@ -103,7 +103,7 @@ pub(crate) struct At {
 }
 
 /// Computes every head of `problem` into `out` (laid out by `out_layout`)
-/// and, if given, the log-sum-exps `lse[h * n_q + i]`. When the query heads
+/// and, if given, the log-sum-exps `lse[h * lse_stride + i]`. When the query heads
 /// that share a key/value head have at most [`DECODE_ROWS`] rows in all, they
 /// go through the decode kernel together (one pass over that K and V);
 /// otherwise each head goes through the blocked prefill loop.
@@ -203,7 +203,7 @@ fn finish_row<E: Element>(
         // scalar path measures the row's distances directly.
         let row_lse = crate::scalar::row(p, at.h, at.i, o);
         if let Some(l) = lse {
-            l[at.h * p.q.rows() + at.i] = row_lse;
+            l[at.h * p.lse_stride + at.i] = row_lse;
         }
         return;
     }
@@ -216,7 +216,7 @@ fn finish_row<E: Element>(
     }
     crate::scalar::rescue_overflow(p, at.h, at.i, o);
     if let Some(l) = lse {
-        l[at.h * p.q.rows() + at.i] = row_lse;
+        l[at.h * p.lse_stride + at.i] = row_lse;
     }
 }
 

@@ -168,12 +168,12 @@ fn paged(u: &mut Unstructured, heads: usize, rows: usize, cols: usize, hs: usize
         }
         1 => {
             let l = PagedLayout::heads_major(bs, heads, cols);
-            assert_eq!(l.is_ok(), h * b * c <= MAX, "PagedLayout::heads_major: overflow");
+            assert_eq!(l.is_ok(), b * c <= MAX && h.saturating_mul(b * c) <= MAX, "PagedLayout::heads_major: overflow");
             (l, "PagedLayout::heads_major")
         }
         _ => {
             let l = PagedLayout::seq_major(bs, heads, cols);
-            assert_eq!(l.is_ok(), h * b * c <= MAX, "PagedLayout::seq_major: overflow");
+            assert_eq!(l.is_ok(), h * c <= MAX && b.saturating_mul(h * c) <= MAX, "PagedLayout::seq_major: overflow");
             (l, "PagedLayout::seq_major")
         }
     };
