@@ -9,9 +9,7 @@
 #   FUZZ_TARGETS="api" bash fuzz/run.sh       # a subset (named, never implied)
 #
 # Other knobs: FUZZ_TIMEOUT (seconds per input before libFuzzer calls it a
-# hang, default 30), FUZZ_MAX_LEN (default 4096), FUZZ_CODEGEN_UNITS (default
-# 16: cargo fuzz's default of 1 makes the build of the kernels take several
-# times longer, on one core, for somewhat faster fuzzing), STREAMATTN_FUZZ_KNOWN (known
+# hang, default 30), FUZZ_MAX_LEN (default 4096), STREAMATTN_FUZZ_KNOWN (known
 # bugs the `api` target skips; see fuzz/README.md; unset by default).
 #
 # The committed seeds in fuzz/corpus/<target> are read only: libFuzzer writes
@@ -23,7 +21,6 @@ cd "$(dirname "$0")"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-30}
 FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-4096}
-build=(--codegen-units "${FUZZ_CODEGEN_UNITS:-16}")
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
@@ -56,7 +53,7 @@ fi
 echo "== targets: ${targets[*]} (${FUZZ_SECONDS}s each)${STREAMATTN_FUZZ_KNOWN:+; skipping known bugs: $STREAMATTN_FUZZ_KNOWN}"
 
 echo "== building"
-cargo "${toolchain[@]}" fuzz build "${build[@]}"
+cargo "${toolchain[@]}" fuzz build
 
 failed=()
 summary=()
@@ -67,7 +64,7 @@ for t in "${targets[@]}"; do
   echo "== fuzzing $t for ${FUZZ_SECONDS}s (log: fuzz/$log)"
   status=0
   # The scratch corpus comes first: libFuzzer writes new inputs only there.
-  cargo "${toolchain[@]}" fuzz run "${build[@]}" "$t" "$scratch" "corpus/$t" -- \
+  cargo "${toolchain[@]}" fuzz run "$t" "$scratch" "corpus/$t" -- \
     -max_total_time="$FUZZ_SECONDS" -timeout="$FUZZ_TIMEOUT" -rss_limit_mb=4096 \
     -max_len="$FUZZ_MAX_LEN" -len_control=0 -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -a -E '^#[0-9]+ +(INITED|DONE)|^Done |number_of_executed_units|panicked at|^==[0-9]+== ERROR|SUMMARY|Test unit written' "$log" | tail -n 12 || true
