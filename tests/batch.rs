@@ -136,7 +136,6 @@ impl Batch {
             }
         };
         result.expect("valid batch rejected");
-        let at = |hh, r, cols| if self.seq_major { (r * h + hh) * cols } else { (hh * total + r) * cols };
         self.cases
             .iter()
             .enumerate()
