@@ -27,9 +27,6 @@ use crate::scorer::Kind;
 /// by a decode pass; wider heads run through the prefill loop.
 pub(crate) const DECODE_COLS: usize = 256;
 
-/// A row of zeros: the offset of a row that is its own centre.
-pub(crate) static ZEROS: [f32; DECODE_COLS] = [0.0; DECODE_COLS];
-
 /// Whether `kind` scores from a centre (`NegSqDist`).
 #[inline]
 pub(crate) fn centred(kind: Kind<'_>) -> bool {

@@ -90,42 +90,33 @@ fn pass<S: Simd, E: Element, const R: usize>(
             paired_order(x, S::LANES);
         }
     };
-    if centred(p.kind) && R == 1 {
-        // One row is its own centre: offset row 0, `‖q − c‖² = 0`, and the
-        // pass measures `‖k − q‖²` directly. No scratch to fill.
-        let zero: [&[f32]; R] = [&centre::ZEROS[..d]; R];
-        let mut c = [0.0f32; DECODE_COLS];
-        let centre = if paired {
-            c[..d].copy_from_slice(q[0]);
-            order(&mut c[..d]);
-            &c[..d]
-        } else {
-            q[0]
-        };
-        stream::<S, E, R>(simd, p, at, zero, Some(centre), paired, state, out, ol, lse);
-    } else if centred(p.kind) {
-        let mut c = [0.0f32; DECODE_COLS];
-        let mut qc = [[0.0f32; DECODE_COLS]; R];
+    // The rows the keys meet, and the centre they are offset by: one
+    // `stream` for every case, so that its code exists once per `R`.
+    let centred = centred(p.kind);
+    let mut c = [0.0f32; DECODE_COLS];
+    let mut qx = [[0.0f32; DECODE_COLS]; R];
+    if centred && R == 1 {
+        // One row is its own centre: its offset row stays 0, `‖q − c‖² = 0`,
+        // and the pass measures `‖k − q‖²` directly.
+        c[..d].copy_from_slice(q[0]);
+        order(&mut c[..d]);
+    } else if centred {
         centre::centre(|r| q[r], R, 0, &mut c[..d]);
         for r in 0..R {
-            centre::offset(q[r], &c[..d], &mut qc[r]);
+            centre::offset(q[r], &c[..d], &mut qx[r]);
             state.q_norm[r] = sq_dist(q[r], &c[..d]);
-            order(&mut qc[r][..d]);
+            order(&mut qx[r][..d]);
         }
         order(&mut c[..d]);
-        let qc = core::array::from_fn(|r| &qc[r][..d]);
-        stream::<S, E, R>(simd, p, at, qc, Some(&c[..d]), paired, state, out, ol, lse);
     } else if paired {
-        let mut qp = [[0.0f32; DECODE_COLS]; R];
         for r in 0..R {
-            qp[r][..d].copy_from_slice(q[r]);
-            order(&mut qp[r][..d]);
+            qx[r][..d].copy_from_slice(q[r]);
+            order(&mut qx[r][..d]);
         }
-        let qp = core::array::from_fn(|r| &qp[r][..d]);
-        stream::<S, E, R>(simd, p, at, qp, None, paired, state, out, ol, lse);
-    } else {
-        stream::<S, E, R>(simd, p, at, q, None, paired, state, out, ol, lse);
     }
+    let rows = if centred || paired { core::array::from_fn(|r| &qx[r][..d]) } else { q };
+    let centre = if centred { Some(&c[..d]) } else { None };
+    stream::<S, E, R>(simd, p, at, rows, centre, paired, state, out, ol, lse);
 }
 
 /// The streaming state of a pass's rows.
