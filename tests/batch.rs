@@ -82,9 +82,33 @@ impl Batch {
         c.clone().with_mask(mask)
     }
 
+    /// The split points `par_run_batch` with `Auto` would use, per sequence.
+    #[cfg(feature = "rayon")]
+    fn split_points(&self, path: Path) -> Vec<Vec<usize>> {
+        let c0 = &self.cases[0];
+        let cu = self.cu_seqlens();
+        let total = cu[cu.len() - 1];
+        let q = vec![0.0f32; total * c0.heads * c0.d];
+        fn view<'x>(x: &'x [f32], c: &Case, cols: usize) -> HeadsRef<'x> {
+            HeadsRef::seq_major(x, c.kv_heads, c.n_kv, cols).unwrap()
+        }
+        let (kx, vx): (Vec<Vec<f32>>, Vec<Vec<f32>>) = self
+            .cases
+            .iter()
+            .map(|c| (vec![0.0; c.n_kv * c.kv_heads * c.d], vec![0.0; c.n_kv * c.kv_heads * c.dv]))
+            .unzip();
+        let k: Vec<HeadsRef<'_>> = self.cases.iter().zip(&kx).map(|(c, x)| view(x, c, c.d)).collect();
+        let v: Vec<HeadsRef<'_>> = self.cases.iter().zip(&vx).map(|(c, x)| view(x, c, c.dv)).collect();
+        let mut out = vec![0.0f32; total * c0.heads * c0.dv];
+        let out = HeadsMut::seq_major(&mut out, c0.heads, total, c0.dv).unwrap();
+        let q = HeadsRef::seq_major(&q, c0.heads, total, c0.d).unwrap();
+        let attn = path.set(self.attention());
+        attn.par_batch_split_points(q, &cu, &k, &v, &out, streamattn::KvSplit::Auto).unwrap()
+    }
+
     /// Runs the batch; returns each sequence's dense `[h][i][c]` output and
     /// `[h][i]` lse.
-    fn run(&self, path: Path, via: Via) -> Vec<(Vec<f32>, Vec<f32>)> {
+    fn run(&self, path: Path, via: Via) -> Vec<Run> {
         match self.cases[0].elem {
             Elem::F32 => self.run_typed::<f32>(path, via),
             Elem::F16 => self.run_typed::<f16>(path, via),
@@ -92,7 +116,7 @@ impl Batch {
         }
     }
 
-    fn run_typed<T: Store>(&self, path: Path, via: Via) -> Vec<(Vec<f32>, Vec<f32>)> {
+    fn run_typed<T: Store>(&self, path: Path, via: Via) -> Vec<Run> {
         let c0 = &self.cases[0];
         let (h, d, dv) = (c0.heads, c0.d, c0.dv);
         let cu = self.cu_seqlens();
@@ -154,8 +178,11 @@ impl Batch {
     }
 }
 
+/// One sequence's dense `[h][i][c]` output and `[h][i]` lse.
+type Run = (Vec<f32>, Vec<f32>);
+
 /// Asserts that two runs agree bit for bit (NaN with NaN).
-fn assert_same(a: &(Vec<f32>, Vec<f32>), b: &(Vec<f32>, Vec<f32>), what: &str) {
+fn assert_same(a: &Run, b: &Run, what: &str) {
     for (name, x, y) in [("out", &a.0, &b.0), ("lse", &a.1, &b.1)] {
         assert_eq!(x.len(), y.len(), "{what}: {name} length");
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
@@ -392,14 +419,45 @@ mod parallel {
     use super::*;
     use streamattn::KvSplit;
 
+    /// Each sequence of `batch` run with `Auto` on a pool of `threads`:
+    /// the split points the batch chose for it, and its result.
+    fn auto(batch: &Batch, path: Path, threads: usize) -> (Vec<Vec<usize>>, Vec<Run>) {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| (batch.split_points(path), batch.run(path, Via::Par(KvSplit::Auto))))
+    }
+
+    /// `par_run_heads_split` at the given points.
+    struct At<'p>(&'p [usize]);
+    entry!(At<'_>, |self, a, q, k, v, out, lse| a.par_run_heads_split(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        KvSplit::At(self.0)
+    ));
+
+    /// Asserts that each sequence of an `Auto` run is what
+    /// `par_run_heads_split` gives for it alone at the points the batch
+    /// chose, bit for bit (`tests/parallel.rs` bounds that result against
+    /// the f64 reference).
+    fn assert_auto(
+        batch: &Batch,
+        path: Path,
+        points: &[Vec<usize>],
+        auto: &[(Vec<f32>, Vec<f32>)],
+        what: &str,
+    ) {
+        for s in 0..batch.cases.len() {
+            let alone = batch.alone(s).run_with(path, At(&points[s]));
+            assert_same(&auto[s], &alone, &format!("{what}, sequence {s}, split at {:?}", points[s]));
+        }
+    }
+
     /// Unsplit, the parallel batch is the single-thread batch bit for bit;
-    /// with `Auto`, each sequence is what `par_run_heads_split` with `Auto`
-    /// gives for it alone (whose error against the f64 reference
-    /// `tests/parallel.rs` bounds).
+    /// with `Auto`, these batches of many small sequences are not split.
     #[test]
     fn the_parallel_batch_computes_what_its_sequences_compute() {
-        struct Auto;
-        entry!(Auto, |self, a, q, k, v, out, lse| a.par_run_heads_split(q, k, v, out, lse, KvSplit::Auto));
         let mut seed = 900;
         for b in 0..BATCHES.len() {
             for scorer in [Scorer::dot(), Scorer::neg_sq_dist(), Scorer::neg_log_dist()] {
@@ -409,12 +467,58 @@ mod parallel {
                     let path = Path::best();
                     let single = batch.run(path, Via::Run);
                     let par = batch.run(path, Via::Par(KvSplit::Off));
-                    let auto = batch.run(path, Via::Par(KvSplit::Auto));
+                    let (points, auto) = auto(&batch, path, 2);
+                    assert!(points.iter().all(Vec::is_empty), "batch {seed}: split at {points:?}");
                     for s in 0..batch.cases.len() {
                         let what = format!("batch {seed}, sequence {s}");
                         assert_same(&par[s], &single[s], &format!("{what}, unsplit"));
-                        assert_same(&auto[s], &batch.alone(s).run_with(path, Auto), &format!("{what}, auto"));
+                        assert_same(&auto[s], &single[s], &format!("{what}, auto"));
                     }
+                }
+            }
+        }
+    }
+
+    /// `Auto` splits the keys of a sequence whose tasks are each more than
+    /// a thread's share of the batch (one long decode over one key/value
+    /// head) into `min(T, ⌈T·w/W⌉)` parts, and no other sequence; every
+    /// sequence is then what `par_run_heads_split` gives at those points.
+    #[test]
+    fn auto_splits_the_sequences_that_would_hold_up_the_batch() {
+        // Per-row work of the long decode: 8000 keys × 128 = 2^20 · 0.98,
+        // room for 3 parts of at least 2^18; it is 88% of the batch's work.
+        const SEQS: &[(usize, usize)] = &[(1, 8000), (1, 300), (4, 250), (0, 90)];
+        let mut seed = 950;
+        for scorer in [Scorer::dot(), Scorer::neg_sq_dist(), Scorer::neg_log_dist()] {
+            for mask in [Mask::None, Mask::Causal { offset: 0 }] {
+                seed += 1;
+                let cases = SEQS
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &(n_q, n_kv))| {
+                        Case::random(seed * 100 + s as u64, 2, 1, n_q, n_kv, 64, 64, scorer)
+                            .with_elem(Elem::ALL[seed as usize % 3])
+                    })
+                    .collect();
+                let layouts = vec![
+                    Layout::Paged { block_size: 16, seq_major: true },
+                    Layout::SeqMajor,
+                    Layout::HeadsMajor,
+                    Layout::SeqMajor,
+                ];
+                let batch = Batch { cases, layouts, mask, seq_major: true };
+                let path = Path::best();
+                for threads in [2, 3] {
+                    let (points, auto) = auto(&batch, path, threads);
+                    let what = format!("{scorer:?}, {mask:?}, {threads} threads");
+                    assert_eq!(
+                        points[0].len(),
+                        threads - 1,
+                        "{what}: the long decode split at {:?}",
+                        points[0]
+                    );
+                    assert!(points[1..].iter().all(Vec::is_empty), "{what}: split at {points:?}");
+                    assert_auto(&batch, path, &points, &auto, &what);
                 }
             }
         }

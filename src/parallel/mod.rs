@@ -12,6 +12,9 @@
 //!   the query heads that read it;
 //! - **scalar path** ([`Kernel::Scalar`]): one task per head and 64 rows.
 //!
+//! [`Attention::par_run_batch`] runs the tasks of all the sequences of a
+//! batch in one loop, largest first.
+//!
 //! # Why the result is bit-identical
 //!
 //! A task runs the single-thread kernel on a sub-problem: views of its query
@@ -60,7 +63,6 @@
 //! in memory, partial results of split-KV); the kernels they run do not.
 //! Calls with little work (under `2^16` multiply-adds,
 //! `heads · n_q · key_len · (d + d_v)`) run on the calling thread.
-
 //!
 //! The code: the entries and [`KvSplit`] here, the tasks of a call in
 //! `plan`, output scratch in `scratch`, the parallel execution in `exec`.
@@ -72,7 +74,16 @@ mod scratch;
 use crate::batch::Batch;
 use crate::problem::Problem;
 use crate::{Attention, Element, Error, HeadsMut, HeadsRef, MatMut, MatRef};
+use std::vec;
 use std::vec::Vec;
+
+/// A sequence of a batch with new rows: its validated problem, its packed
+/// rows and its split points.
+struct Sequence<'a, E: Element> {
+    problem: Problem<'a, E>,
+    rows: core::ops::Range<usize>,
+    points: Vec<usize>,
+}
 
 /// How [`Attention::par_run_heads_split`] may split each query row's key range
 /// into parts computed by different tasks (split-KV).
@@ -284,13 +295,23 @@ impl Attention<'_> {
         Ok(())
     }
 
-    /// [`run_batch`](Self::run_batch) on the current rayon pool: the
-    /// sequences one after another, each spread over the pool's threads as
-    /// [`par_run_heads_split`](Self::par_run_heads_split) spreads one call
-    /// (prefill chunks by query head and block of rows, decoding sequences
-    /// by key/value head and, with [`KvSplit::Auto`], by parts of the keys
-    /// when a sequence has too few key/value heads for the threads). With
+    /// [`run_batch`](Self::run_batch) on the current rayon pool, all
+    /// sequences' tasks in one parallel loop, largest first: prefill chunks
+    /// by query head and block of rows, decoding sequences by key/value head
+    /// (the tasks of [`par_run_heads`](Self::par_run_heads)), and with
+    /// [`KvSplit::Auto`] the keys of a sequence whose tasks are each more
+    /// than a thread's share of the batch split into parts. With
     /// [`KvSplit::Off`] the result is bit-identical to `run_batch`.
+    ///
+    /// `Auto` in a batch: with `T = rayon::current_num_threads()`, `W` the
+    /// batch's multiply-adds (`Σ heads · n_q · n_kv · (d + d_v)` over its
+    /// sequences) and `w` those of one task of a sequence (its work over its
+    /// task count), the sequence's keys are cut into `min(T, ⌈T·w / W⌉)`
+    /// parts as [`KvSplit::Auto`] cuts them (no split for `T = 1`). A
+    /// single long decode with fewer key/value heads than threads is split
+    /// across all threads; a step with many sequences is not split at all.
+    /// A split sequence differs from `run_batch` by rounding, as
+    /// [`KvSplit`] describes.
     ///
     /// Errors: those of `run_batch`, and [`Error::Unsupported`] with
     /// `what = "split"` for [`KvSplit::At`] (split points belong to one
@@ -326,19 +347,91 @@ impl Attention<'_> {
         split: KvSplit<'_>,
     ) -> Result<(), Error> {
         let batch = Batch { q, cu_seqlens, k, v, out: out.layout };
-        self.check_batch(&batch, lse.as_deref())?;
+        let seqs = self.batch_plan(&batch, lse.as_deref(), split)?;
+        if seqs.iter().fold(0usize, |w, s| w.saturating_add(plan::work(&s.problem))) < plan::MIN_WORK {
+            for s in &seqs {
+                if let Some((o, l)) = batch.outputs(&mut out, lse.as_deref_mut(), s.rows.clone()) {
+                    self.kernel.compute(&s.problem, o.data, &o.layout, l);
+                }
+            }
+            return Ok(());
+        }
+        let plans: Vec<exec::Plan<'_, '_, E>> = seqs
+            .iter()
+            .map(|s| exec::Plan {
+                problem: &s.problem,
+                units: plan::units(&s.problem, self.kernel),
+                parts: if s.points.is_empty() { Vec::new() } else { plan::parts(&s.problem, &s.points) },
+            })
+            .collect();
+        exec::run_batch(self.kernel, &plans, |i, u, o, l| {
+            let s = &seqs[i];
+            // Every planned sequence has rows, so it has outputs.
+            if let Some((o_s, l_s)) = batch.outputs(&mut out, lse.as_deref_mut(), s.rows.clone()) {
+                scratch::copy_in(o_s.data, &o_s.layout, u, o);
+                if let Some(l_s) = l_s {
+                    scratch::copy_lse(l_s, s.problem.lse_stride, u, l);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The checks of [`par_run_batch`](Self::par_run_batch), then each
+    /// sequence with new rows: its problem, packed rows and split points.
+    fn batch_plan<'a, E: Element>(
+        &'a self,
+        batch: &Batch<'a, '_, 'a, E>,
+        lse: Option<&[f32]>,
+        split: KvSplit<'_>,
+    ) -> Result<Vec<Sequence<'a, E>>, Error> {
+        self.check_batch(batch, lse)?;
         if let KvSplit::At(_) = split {
             return Err(Error::Unsupported { what: "split" });
         }
-        for s in 0..k.len() {
-            let (problem, rows) = self.sequence(&batch, s)?;
-            if let Some((out_s, lse_s)) = batch.outputs(&mut out, lse.as_deref_mut(), rows) {
-                // `Off` and `Auto` never fail (only `At` points are checked).
-                let points = plan::split_points(&problem, self.kernel, split)?;
-                self.par_compute(&problem, &points, out_s, lse_s);
+        let mut seqs = Vec::new();
+        for s in 0..batch.k.len() {
+            let (problem, rows) = self.sequence(batch, s)?;
+            if !rows.is_empty() {
+                seqs.push(Sequence { problem, rows, points: Vec::new() });
             }
         }
-        Ok(())
+        if split == KvSplit::Auto {
+            let total = seqs.iter().fold(0usize, |w, s| w.saturating_add(plan::work(&s.problem)));
+            let threads = rayon::current_num_threads();
+            for s in &mut seqs {
+                let units = plan::units(&s.problem, self.kernel).len();
+                s.points = plan::batch_points(&s.problem, units, threads, total);
+            }
+        }
+        Ok(seqs)
+    }
+
+    /// The split points of each sequence (in order, empty for one without
+    /// new rows or not split) that [`par_run_batch`](Self::par_run_batch)
+    /// would use with these arguments on the current pool. For tests and
+    /// diagnostics.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn par_batch_split_points<E: Element>(
+        &self,
+        q: HeadsRef<'_>,
+        cu_seqlens: &[usize],
+        k: &[HeadsRef<'_, E>],
+        v: &[HeadsRef<'_, E>],
+        out: &HeadsMut<'_>,
+        split: KvSplit<'_>,
+    ) -> Result<Vec<Vec<usize>>, Error> {
+        let batch = Batch { q, cu_seqlens, k, v, out: out.layout };
+        let seqs = self.batch_plan(&batch, None, split)?;
+        let mut points = vec![Vec::new(); k.len()];
+        let mut it = seqs.into_iter();
+        for s in 0..k.len() {
+            if cu_seqlens[s + 1] > cu_seqlens[s] {
+                points[s] = it.next().map(|x| x.points).unwrap_or_default();
+            }
+        }
+        Ok(points)
     }
 
     /// Computes a validated problem on the pool, split at `points` (none:

@@ -104,14 +104,44 @@ pub(super) fn split_points<E: Element>(
     }
 }
 
+/// The multiply-adds of a problem, `heads · n_q · key_len · (d + d_v)`
+/// (saturating): what the parallel entries balance.
+pub(super) fn work<E: Element>(p: &Problem<'_, E>) -> usize {
+    (p.q.heads() * p.q.rows()).saturating_mul(p.key_len).saturating_mul(p.q.cols() + p.v.cols())
+}
+
 /// The [`KvSplit::Auto`] policy (documented there).
 fn auto_points<E: Element>(p: &Problem<'_, E>, n_units: usize, threads: usize) -> Vec<usize> {
     if threads <= 1 || n_units.is_multiple_of(threads) || n_units >= 8 * threads {
         return Vec::new();
     }
-    let want = threads / gcd(n_units, threads);
+    even_points(p, threads / gcd(n_units, threads))
+}
+
+/// The split points of one sequence of a batch with [`KvSplit::Auto`]
+/// (documented at `par_run_batch`): its keys in as many parts as make each
+/// of its `n_units` tasks at most a thread's share of the batch's `total`
+/// work, at most `threads` parts.
+pub(super) fn batch_points<E: Element>(
+    p: &Problem<'_, E>,
+    n_units: usize,
+    threads: usize,
+    total: usize,
+) -> Vec<usize> {
+    if threads <= 1 || n_units == 0 || total == 0 {
+        return Vec::new();
+    }
+    let per_unit = (work(p) / n_units) as u128;
+    let want = (per_unit * threads as u128).div_ceil(total as u128).min(threads as u128) as usize;
+    even_points(p, want)
+}
+
+/// Points cutting the keys that some row sees into `want` parts of about
+/// equal length, on multiples of [`PART_ALIGN`], fewer if a part would have
+/// under [`MIN_PART_WORK`] multiply-adds per row.
+fn even_points<E: Element>(p: &Problem<'_, E>, want: usize) -> Vec<usize> {
     let Range { start: lo, end: hi } = p.keys_seen(0..p.q.rows());
-    if lo >= hi {
+    if lo >= hi || want <= 1 {
         return Vec::new();
     }
     let len = hi - lo;
@@ -123,6 +153,13 @@ fn auto_points<E: Element>(p: &Problem<'_, E>, n_units: usize, threads: usize) -
         .collect();
     points.dedup();
     points
+}
+
+/// The key ranges of the parts cut at `points` (increasing, inside
+/// `1..n_kv`), clipped to the key length; parts past it are left out.
+pub(super) fn parts<E: Element>(p: &Problem<'_, E>, points: &[usize]) -> Vec<Range<usize>> {
+    let bounds: Vec<usize> = core::iter::once(0).chain(points.iter().copied()).chain([p.k.rows()]).collect();
+    bounds.windows(2).map(|w| w[0]..w[1].min(p.key_len)).filter(|r| !r.is_empty()).collect()
 }
 
 fn gcd(a: usize, b: usize) -> usize {
