@@ -98,17 +98,24 @@ impl Kernel {
         }
     }
 
-    #[inline(never)]
+    // The unit tests (`cargo test --lib`) never run the kernels (the
+    // integration tests do): there these three are `#[inline]`, compiled
+    // only where called, so the unit-test build does not compile every
+    // kernel a second time.
+    #[cfg_attr(not(test), inline(never))]
+    #[cfg_attr(test, inline)]
     fn compute_f32(self, p: &Problem<'_, f32>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
         self.compute_as(p, out, layout, lse);
     }
 
-    #[inline(never)]
+    #[cfg_attr(not(test), inline(never))]
+    #[cfg_attr(test, inline)]
     fn compute_f16(self, p: &Problem<'_, f16>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
         self.compute_as(p, out, layout, lse);
     }
 
-    #[inline(never)]
+    #[cfg_attr(not(test), inline(never))]
+    #[cfg_attr(test, inline)]
     fn compute_bf16(self, p: &Problem<'_, bf16>, out: &mut [f32], layout: &Layout, lse: Option<&mut [f32]>) {
         self.compute_as(p, out, layout, lse);
     }
