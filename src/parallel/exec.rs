@@ -184,6 +184,9 @@ pub(super) struct Plan<'a, 'p, E: Element> {
     pub parts: Vec<Range<usize>>,
 }
 
+/// A task's dense `[heads][rows][d_v]` output and `[heads][rows]` log-sum-exps.
+type Scratch = (Vec<f32>, Vec<f32>);
+
 /// One task of a batch: task `unit` of problem `plan`, over the keys of
 /// one part or (`None`) all of them; its work (multiply-adds) orders it.
 struct Job {
@@ -223,7 +226,7 @@ pub(super) fn run_batch<E: Element>(
     }
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&j| core::cmp::Reverse(jobs[j].work));
-    let done: Vec<(Vec<f32>, Vec<f32>)> = order
+    let mut done: Vec<(usize, Scratch)> = order
         .par_iter()
         .with_max_len(1)
         .map(|&j| {
@@ -238,14 +241,12 @@ pub(super) fn run_batch<E: Element>(
                     p.sub(u.heads.clone(), u.rows.clone(), 0..p.k.rows(), p.mask.rows_from(u.rows.start));
                 kernel.compute(&sub, &mut out, &dense(nh, nr, d_v), Some(&mut lse));
             }
-            (out, lse)
+            (j, (out, lse))
         })
         .collect();
-    let mut results: Vec<Option<(Vec<f32>, Vec<f32>)>> = (0..jobs.len()).map(|_| None).collect();
-    for (&j, r) in order.iter().zip(done) {
-        results[j] = Some(r);
-    }
-    // Jobs are in (plan, unit, part) order.
+    // Back in job order: (plan, unit, part).
+    done.sort_unstable_by_key(|&(j, _)| j);
+    let results: Vec<Scratch> = done.into_iter().map(|(_, r)| r).collect();
     let mut j = 0;
     for (i, pl) in plans.iter().enumerate() {
         for u in &pl.units {
@@ -253,11 +254,9 @@ pub(super) fn run_batch<E: Element>(
             let mine = &results[j..j + n];
             j += n;
             if pl.parts.is_empty() {
-                let (o, l) = mine[0].as_ref().expect("every job ran");
-                finish(i, u, o, l);
+                finish(i, u, &mine[0].0, &mine[0].1);
             } else {
-                let each =
-                    mine.iter().map(|r| r.as_ref().expect("every job ran")).map(|(o, l)| (&o[..], &l[..]));
+                let each = mine.iter().map(|(o, l)| (&o[..], &l[..]));
                 let (o, l) = merge_parts(kernel, pl.problem, u, each);
                 finish(i, u, &o, &l);
             }

@@ -78,10 +78,11 @@ use std::vec;
 use std::vec::Vec;
 
 /// A sequence of a batch with new rows: its validated problem, its packed
-/// rows and its split points.
+/// rows, its tasks and its split points.
 struct Sequence<'a, E: Element> {
     problem: Problem<'a, E>,
     rows: core::ops::Range<usize>,
+    units: Vec<plan::Unit>,
     points: Vec<usize>,
 }
 
@@ -347,8 +348,8 @@ impl Attention<'_> {
         split: KvSplit<'_>,
     ) -> Result<(), Error> {
         let batch = Batch { q, cu_seqlens, k, v, out: out.layout };
-        let seqs = self.batch_plan(&batch, lse.as_deref(), split)?;
-        if seqs.iter().fold(0usize, |w, s| w.saturating_add(plan::work(&s.problem))) < plan::MIN_WORK {
+        let (seqs, total) = self.batch_plan(&batch, lse.as_deref(), split)?;
+        if total < plan::MIN_WORK {
             for s in &seqs {
                 if let Some((o, l)) = batch.outputs(&mut out, lse.as_deref_mut(), s.rows.clone()) {
                     self.kernel.compute(&s.problem, o.data, &o.layout, l);
@@ -360,7 +361,7 @@ impl Attention<'_> {
             .iter()
             .map(|s| exec::Plan {
                 problem: &s.problem,
-                units: plan::units(&s.problem, self.kernel),
+                units: s.units.clone(),
                 parts: if s.points.is_empty() { Vec::new() } else { plan::parts(&s.problem, &s.points) },
             })
             .collect();
@@ -378,13 +379,14 @@ impl Attention<'_> {
     }
 
     /// The checks of [`par_run_batch`](Self::par_run_batch), then each
-    /// sequence with new rows: its problem, packed rows and split points.
+    /// sequence with new rows (its problem, packed rows, tasks and split
+    /// points) and the batch's work.
     fn batch_plan<'a, E: Element>(
         &'a self,
         batch: &Batch<'a, '_, 'a, E>,
         lse: Option<&[f32]>,
         split: KvSplit<'_>,
-    ) -> Result<Vec<Sequence<'a, E>>, Error> {
+    ) -> Result<(Vec<Sequence<'a, E>>, usize), Error> {
         self.check_batch(batch, lse)?;
         if let KvSplit::At(_) = split {
             return Err(Error::Unsupported { what: "split" });
@@ -393,18 +395,18 @@ impl Attention<'_> {
         for s in 0..batch.k.len() {
             let (problem, rows) = self.sequence(batch, s)?;
             if !rows.is_empty() {
-                seqs.push(Sequence { problem, rows, points: Vec::new() });
+                let units = plan::units(&problem, self.kernel);
+                seqs.push(Sequence { problem, rows, units, points: Vec::new() });
             }
         }
+        let total = seqs.iter().fold(0usize, |w, s| w.saturating_add(plan::work(&s.problem)));
         if split == KvSplit::Auto {
-            let total = seqs.iter().fold(0usize, |w, s| w.saturating_add(plan::work(&s.problem)));
             let threads = rayon::current_num_threads();
             for s in &mut seqs {
-                let units = plan::units(&s.problem, self.kernel).len();
-                s.points = plan::batch_points(&s.problem, units, threads, total);
+                s.points = plan::batch_points(&s.problem, s.units.len(), threads, total);
             }
         }
-        Ok(seqs)
+        Ok((seqs, total))
     }
 
     /// The split points of each sequence (in order, empty for one without
@@ -423,7 +425,7 @@ impl Attention<'_> {
         split: KvSplit<'_>,
     ) -> Result<Vec<Vec<usize>>, Error> {
         let batch = Batch { q, cu_seqlens, k, v, out: out.layout };
-        let seqs = self.batch_plan(&batch, None, split)?;
+        let (seqs, _) = self.batch_plan(&batch, None, split)?;
         let mut points = vec![Vec::new(); k.len()];
         let mut it = seqs.into_iter();
         for s in 0..k.len() {
