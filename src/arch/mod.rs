@@ -254,6 +254,9 @@ pub(crate) trait Simd: Copy {
     }
     /// Runs `f` in a function compiled with the level's target features, so
     /// that the `#[inline(always)]` kernel code it calls is compiled for them.
+    /// The function is never inlined into the caller, at any level: one
+    /// kernel body per call site keeps the functions LLVM optimises small
+    /// enough to compile quickly.
     fn vectorize<R>(self, f: impl FnOnce() -> R) -> R;
 
     /// The first `LANES` elements of `s` as `f32` (widened if 16-bit; panics

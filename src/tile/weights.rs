@@ -98,6 +98,11 @@ pub(crate) fn weights<S: Simd>(
     let masked = if linear { 0.0 } else { f32::NEG_INFINITY };
 
     let mut max = simd.splat(masked);
+    // ALiBi's `j − (position − t0)` for the lanes of the current vector:
+    // integers, exact in f32, stepped by `LANES` a vector.
+    let mut alibi = row
+        .alibi
+        .map(|(neg_slope, at)| (simd.splat(neg_slope), simd.load(&IOTA[..]) + simd.splat(v0 as f32 - at)));
     for j in (v0..v1).step_by(l) {
         let x = simd.load(&s[j..]);
         let mut value = match kind {
@@ -130,9 +135,9 @@ pub(crate) fn weights<S: Simd>(
         if let Some(b) = bias(simd, row, j) {
             value = value + b;
         }
-        if let Some((neg_slope, at)) = row.alibi {
-            let j = simd.load(&IOTA[..]) + simd.splat(j as f32);
-            value = (j - simd.splat(at)).abs().mul_add(simd.splat(neg_slope), value);
+        if let Some((neg_slope, offset)) = &mut alibi {
+            value = offset.abs().mul_add(*neg_slope, value);
+            *offset = *offset + simd.splat(l as f32);
         }
         max = max.max(value);
         value.store(&mut s[j..]);
