@@ -306,28 +306,24 @@ unsafe fn run_heads(
     if k.dtype != v.dtype {
         return Err(Fail::Abi(SA_ERR_DTYPE, "k and v"));
     }
+    /// # Safety
+    /// The contract for `k` and `v`.
+    unsafe fn typed<E: Dtype>(
+        a: &streamattn::Attention<'_>,
+        q: HeadsRef<'_>,
+        k: &sa_heads,
+        v: &sa_heads,
+        out: HeadsMut<'_>,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), Fail> {
+        // SAFETY: the contract for `k` and `v`.
+        let (k, v) = unsafe { (heads::<E>(k, "k")?, heads::<E>(v, "v")?) };
+        Ok(a.run_heads(q, k, v, out, lse)?)
+    }
     match k.dtype {
-        SA_F32 => Ok(a.run_heads(
-            qv,
-            unsafe { heads::<f32>(&k, "k")? },
-            unsafe { heads::<f32>(&v, "v")? },
-            outv,
-            lse,
-        )?),
-        SA_F16 => Ok(a.run_heads(
-            qv,
-            unsafe { heads::<f16>(&k, "k")? },
-            unsafe { heads::<f16>(&v, "v")? },
-            outv,
-            lse,
-        )?),
-        SA_BF16 => Ok(a.run_heads(
-            qv,
-            unsafe { heads::<bf16>(&k, "k")? },
-            unsafe { heads::<bf16>(&v, "v")? },
-            outv,
-            lse,
-        )?),
+        SA_F32 => unsafe { typed::<f32>(&a, qv, &k, &v, outv, lse) },
+        SA_F16 => unsafe { typed::<f16>(&a, qv, &k, &v, outv, lse) },
+        SA_BF16 => unsafe { typed::<bf16>(&a, qv, &k, &v, outv, lse) },
         _ => Err(Fail::Abi(crate::status::SA_ERR_UNKNOWN_VALUE, "k.dtype")),
     }
 }
