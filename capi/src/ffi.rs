@@ -15,7 +15,8 @@
 
 use crate::config::{self, Terms};
 use crate::status::{
-    self, Fail, SA_ERR_DTYPE, SA_ERR_MISALIGNED, SA_ERR_NULL_POINTER, SA_ERR_OVERFLOW, SA_ERR_OVERLAP,
+    self, Fail, SA_ERR_DTYPE, SA_ERR_MISALIGNED, SA_ERR_NULL_POINTER, SA_ERR_OUT_OF_RANGE, SA_ERR_OVERFLOW,
+    SA_ERR_OVERLAP, SA_ERR_UNKNOWN_VALUE,
 };
 use crate::types::*;
 use core::ffi::c_char;
@@ -150,6 +151,29 @@ unsafe fn heads<'a, E: Dtype>(h: &sa_heads, what: &'static str) -> Result<HeadsR
         row_stride: h.row_stride,
     };
     Ok(HeadsRef::paged(data, layout, table, h.rows)?)
+}
+
+/// The writable heads `h` describes.
+///
+/// # Safety
+/// The entry's contract for `h.data` and `h.len`, and `h` overlaps no other
+/// argument (checked before).
+unsafe fn heads_mut<'a>(h: &sa_heads_mut, what: &'static str) -> Result<HeadsMut<'a>, Fail> {
+    // SAFETY: the contract, and no overlap (the caller's check).
+    let data = unsafe { slice_mut(h.data, h.len, what)? };
+    Ok(HeadsMut::new(data, h.heads, h.rows, h.cols, h.head_stride, h.row_stride)?)
+}
+
+/// `lse` as an optional output (`NULL`: none).
+///
+/// # Safety
+/// As [`heads_mut`], for `lse` and `lse_len`.
+unsafe fn lse_out<'a>(lse: *mut f32, lse_len: usize) -> Result<Option<&'a mut [f32]>, Fail> {
+    if lse.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the contract, and no overlap (the caller's check).
+    Ok(Some(unsafe { slice_mut(lse, lse_len, "lse")? }))
 }
 
 /// The outputs of a call: `out`'s elements and `lse`, checked to overlap
@@ -300,9 +324,8 @@ unsafe fn run_heads(
     check_outputs(&[Span::of(out.data, out.len), Span::of(lse, lse_len)], inputs)?;
     let a = config::attention(&c, terms, q.rows, k.rows)?;
     let qv = unsafe { heads::<f32>(&q, "q")? };
-    let outv = unsafe { slice_mut(out.data, out.len, "out")? };
-    let outv = HeadsMut::new(outv, out.heads, out.rows, out.cols, out.head_stride, out.row_stride)?;
-    let lse = if lse.is_null() { None } else { Some(unsafe { slice_mut(lse, lse_len, "lse")? }) };
+    let outv = unsafe { heads_mut(&out, "out")? };
+    let lse = unsafe { lse_out(lse, lse_len)? };
     if k.dtype != v.dtype {
         return Err(Fail::Abi(SA_ERR_DTYPE, "k and v"));
     }
@@ -324,7 +347,7 @@ unsafe fn run_heads(
         SA_F32 => unsafe { typed::<f32>(&a, qv, &k, &v, outv, lse) },
         SA_F16 => unsafe { typed::<f16>(&a, qv, &k, &v, outv, lse) },
         SA_BF16 => unsafe { typed::<bf16>(&a, qv, &k, &v, outv, lse) },
-        _ => Err(Fail::Abi(crate::status::SA_ERR_UNKNOWN_VALUE, "k.dtype")),
+        _ => Err(Fail::Abi(SA_ERR_UNKNOWN_VALUE, "k.dtype")),
     }
 }
 
@@ -373,7 +396,7 @@ unsafe fn run_batch(
     lse_len: usize,
 ) -> Result<(), Fail> {
     if n_seqs > SA_MAX_BATCH {
-        return Err(Fail::Abi(crate::status::SA_ERR_OUT_OF_RANGE, "n_seqs (more than SA_MAX_BATCH)"));
+        return Err(Fail::Abi(SA_ERR_OUT_OF_RANGE, "n_seqs (more than SA_MAX_BATCH)"));
     }
     // SAFETY (every call below): the contract for each argument.
     let c = unsafe { read(attn, "attn")? };
@@ -390,9 +413,8 @@ unsafe fn run_batch(
     check_outputs(&[Span::of(out.data, out.len), Span::of(lse, lse_len)], inputs)?;
     let a = config::attention(&c, terms, q.rows, q.rows)?;
     let qv = unsafe { heads::<f32>(&q, "q")? };
-    let outv = unsafe { slice_mut(out.data, out.len, "out")? };
-    let outv = HeadsMut::new(outv, out.heads, out.rows, out.cols, out.head_stride, out.row_stride)?;
-    let lse = if lse.is_null() { None } else { Some(unsafe { slice_mut(lse, lse_len, "lse")? }) };
+    let outv = unsafe { heads_mut(&out, "out")? };
+    let lse = unsafe { lse_out(lse, lse_len)? };
     let dtype = ks.first().map_or(SA_F32, |h| h.dtype);
     if ks.iter().chain(vs).any(|h| h.dtype != dtype) {
         return Err(Fail::Abi(SA_ERR_DTYPE, "k and v (one dtype for the batch)"));
@@ -423,7 +445,7 @@ unsafe fn run_batch(
         SA_F32 => unsafe { typed::<f32>(&a, qv, cu, ks, vs, outv, lse) },
         SA_F16 => unsafe { typed::<f16>(&a, qv, cu, ks, vs, outv, lse) },
         SA_BF16 => unsafe { typed::<bf16>(&a, qv, cu, ks, vs, outv, lse) },
-        _ => Err(Fail::Abi(crate::status::SA_ERR_UNKNOWN_VALUE, "k.dtype")),
+        _ => Err(Fail::Abi(SA_ERR_UNKNOWN_VALUE, "k.dtype")),
     }
 }
 
@@ -504,12 +526,11 @@ unsafe fn key_norms(k: *const sa_heads, norms: *const sa_heads_mut) -> Result<()
     // SAFETY (every call below): the contract for each argument.
     let (k, n) = unsafe { (read(k, "k")?, read(norms, "norms")?) };
     check_outputs(&[Span::of(n.data, n.len)], spans(&k).into_iter())?;
-    let nv = unsafe { slice_mut(n.data, n.len, "norms")? };
-    let nv = HeadsMut::new(nv, n.heads, n.rows, n.cols, n.head_stride, n.row_stride)?;
+    let nv = unsafe { heads_mut(&n, "norms")? };
     match k.dtype {
         SA_F32 => Ok(streamattn::key_norms(unsafe { heads::<f32>(&k, "k")? }, nv)?),
         SA_F16 => Ok(streamattn::key_norms(unsafe { heads::<f16>(&k, "k")? }, nv)?),
         SA_BF16 => Ok(streamattn::key_norms(unsafe { heads::<bf16>(&k, "k")? }, nv)?),
-        _ => Err(Fail::Abi(crate::status::SA_ERR_UNKNOWN_VALUE, "k.dtype")),
+        _ => Err(Fail::Abi(SA_ERR_UNKNOWN_VALUE, "k.dtype")),
     }
 }

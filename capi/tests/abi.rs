@@ -97,7 +97,7 @@ fn same(a: &[f32], b: &[f32]) -> bool {
 
 const D: usize = 12;
 
-/// One case through both paths: `(heads, kv_heads, n_q, n_kv)`.
+/// One case through both paths: `(heads, kv_heads, n_q, n_kv)` on random data.
 fn run_both<E: Elem>(
     a: &sa_attention,
     rust: Attention<'_>,
@@ -110,33 +110,48 @@ fn run_both<E: Elem>(
     let q = data(heads * n_q * D, seed);
     let k: Vec<E> = data(kv * n_kv * D, seed + 1).into_iter().map(E::from).collect();
     let v: Vec<E> = data(kv * n_kv * D, seed + 2).into_iter().map(E::from).collect();
+    compare(a, rust, &q, &k, &v, [heads, kv, n_q, n_kv], &format!("{a:?}"));
+}
+
+/// `sa_run_heads` and `Attention::run_heads` on the same dense views, with
+/// `lse`: the same bits. `shape` is `[heads, kv_heads, n_q, n_kv]`.
+fn compare<E: Elem>(
+    a: &sa_attention,
+    rust: Attention<'_>,
+    q: &[f32],
+    k: &[E],
+    v: &[E],
+    shape: [usize; 4],
+    case: &str,
+) {
+    let [heads, kv, n_q, n_kv] = shape;
     let (mut out, mut lse) = (vec![7.0f32; heads * n_q * D], vec![7.0f32; heads * n_q]);
     let mut e = error();
     #[allow(unsafe_code)]
     let code = unsafe {
         sa_run_heads(
             a,
-            &view(&q, heads, n_q, D),
-            &view(&k, kv, n_kv, D),
-            &view(&v, kv, n_kv, D),
+            &view(q, heads, n_q, D),
+            &view(k, kv, n_kv, D),
+            &view(v, kv, n_kv, D),
             &view_mut(&mut out, heads, n_q, D),
             lse.as_mut_ptr(),
             lse.len(),
             &mut e,
         )
     };
-    assert_eq!(code, SA_OK, "{}", message(&e));
+    assert_eq!(code, SA_OK, "{case}: {}", message(&e));
     assert_eq!(e.code, SA_OK);
     let (mut want, mut want_lse) = (vec![0.0f32; out.len()], vec![0.0f32; lse.len()]);
     rust.run_heads(
-        HeadsRef::heads_major(&q, heads, n_q, D).unwrap(),
-        HeadsRef::heads_major(&k, kv, n_kv, D).unwrap(),
-        HeadsRef::heads_major(&v, kv, n_kv, D).unwrap(),
+        HeadsRef::heads_major(q, heads, n_q, D).unwrap(),
+        HeadsRef::heads_major(k, kv, n_kv, D).unwrap(),
+        HeadsRef::heads_major(v, kv, n_kv, D).unwrap(),
         HeadsMut::heads_major(&mut want, heads, n_q, D).unwrap(),
         Some(&mut want_lse),
     )
     .unwrap();
-    assert!(same(&out, &want) && same(&lse, &want_lse), "{a:?}");
+    assert!(same(&out, &want) && same(&lse, &want_lse), "{case}");
 }
 
 #[test]
@@ -237,32 +252,7 @@ fn every_option_of_sa_attention_reaches_the_crate() {
     for (n, (a, rust)) in cases.into_iter().enumerate() {
         let q = data(heads * n_q * D, 40 + n as u64);
         let v = data(heads * n_kv * D, 80 + n as u64);
-        let (mut out, mut lse) = (vec![0.0f32; heads * n_q * D], vec![0.0f32; heads * n_q]);
-        let mut e = error();
-        #[allow(unsafe_code)]
-        let code = unsafe {
-            sa_run_heads(
-                &a,
-                &view(&q, heads, n_q, D),
-                &view(&k, heads, n_kv, D),
-                &view(&v, heads, n_kv, D),
-                &view_mut(&mut out, heads, n_q, D),
-                lse.as_mut_ptr(),
-                lse.len(),
-                &mut e,
-            )
-        };
-        assert_eq!(code, SA_OK, "case {n}: {}", message(&e));
-        let (mut want, mut want_lse) = (vec![0.0f32; out.len()], vec![0.0f32; lse.len()]);
-        rust.run_heads(
-            HeadsRef::heads_major(&q, heads, n_q, D).unwrap(),
-            HeadsRef::heads_major(&k, heads, n_kv, D).unwrap(),
-            HeadsRef::heads_major(&v, heads, n_kv, D).unwrap(),
-            HeadsMut::heads_major(&mut want, heads, n_q, D).unwrap(),
-            Some(&mut want_lse),
-        )
-        .unwrap();
-        assert!(same(&out, &want) && same(&lse, &want_lse), "case {n}");
+        compare(&a, rust, &q, &k, &v, [heads, heads, n_q, n_kv], &format!("case {n}"));
     }
 }
 
