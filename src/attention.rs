@@ -61,21 +61,60 @@ pub struct Attention<'b> {
 /// Which implementation computes the result. Both compute the same function;
 /// they differ only in rounding, within the tolerance the tests document.
 ///
+/// A call runs on [`Kernel::default_for`] its scorer unless
+/// [`Attention::kernel`] chooses.
+///
 /// ```
 /// use streamattn::{Attention, Kernel, Scorer};
 /// let reference = Attention::new(Scorer::dot()).kernel(Kernel::Scalar);
 /// # let _ = reference;
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kernel {
     /// The vectorised tiled kernel, at the best [`Level`] the CPU supports
-    /// within [`Attention::max_level`]. The default.
-    #[default]
+    /// within [`Attention::max_level`]. Needs the `tiled` feature (on by
+    /// default); without it a call is [`Error::Unsupported`].
     Tiled,
     /// The scalar streaming path, one row and one small tile of keys at a
-    /// time: slow, simple, and what the tiled kernel is tested against.
+    /// time: simple, what the tiled kernel is tested against, and on
+    /// targets without SIMD the default for most scorers.
     Scalar,
+}
+
+impl Kernel {
+    /// The kernel that runs `scorer` unless [`Attention::kernel`] chooses
+    /// one: [`Kernel::Tiled`] on targets with a vector [`Level`] (x86-64,
+    /// aarch64, wasm32 with `simd128`). On the others (Cortex-M, ...) the
+    /// tiled kernel runs one lane at a time, and the scalar path executes
+    /// fewer instructions for `Dot`, `NegSqDist` and `NegLogDist` (the
+    /// README's firmware table, measured on a Cortex-M4F), so those get
+    /// [`Kernel::Scalar`] and `Additive` keeps [`Kernel::Tiled`]. Without
+    /// the `tiled` feature, always [`Kernel::Scalar`].
+    ///
+    /// ```
+    /// use streamattn::{Kernel, Scorer};
+    /// let k = Kernel::default_for(&Scorer::dot());
+    /// if cfg!(target_arch = "x86_64") {
+    ///     assert_eq!(k, Kernel::Tiled);
+    /// }
+    /// ```
+    #[must_use]
+    pub const fn default_for(scorer: &Scorer<'_>) -> Kernel {
+        let vectors = cfg!(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128"));
+        if cfg!(feature = "tiled") && (vectors || matches!(scorer, Scorer::Additive { .. })) {
+            Kernel::Tiled
+        } else {
+            Kernel::Scalar
+        }
+    }
+}
+
+impl Default for Kernel {
+    /// [`Kernel::default_for`] `Dot`.
+    fn default() -> Kernel {
+        Kernel::default_for(&Scorer::dot())
+    }
 }
 
 impl Kernel {
@@ -129,7 +168,12 @@ impl Kernel {
     ) {
         match self {
             Kernel::Scalar => scalar::run(p, out, layout, lse),
+            #[cfg(feature = "tiled")]
             Kernel::Tiled => arch::dispatch(p.level, tile::Tiled { problem: p, out, layout, lse }),
+            // Never reached: without the `tiled` feature the call was an
+            // `Error::Unsupported` (`Attention::problem`).
+            #[cfg(not(feature = "tiled"))]
+            Kernel::Tiled => scalar::run(p, out, layout, lse),
         }
     }
 }
@@ -147,12 +191,12 @@ impl<'b> Attention<'b> {
             softcap: None,
             alibi: None,
             sinks: None,
-            kernel: Kernel::Tiled,
+            kernel: Kernel::default_for(&scorer),
             max_level: Level::Avx512,
         }
     }
 
-    /// Chooses the implementation (default [`Kernel::Tiled`]).
+    /// Chooses the implementation (default [`Kernel::default_for`] the scorer).
     #[must_use]
     pub const fn kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
@@ -461,6 +505,9 @@ impl<'b> Attention<'b> {
         mismatch("out", n_q, out.rows)?;
         mismatch("out", v.cols(), out.cols)?;
         let kind = self.scorer.resolve(d)?;
+        if self.kernel == Kernel::Tiled && !cfg!(feature = "tiled") {
+            return Err(Error::Unsupported { what: "tiled" });
+        }
         let key_len = self.key_len.unwrap_or(n_kv);
         if key_len > n_kv {
             return Err(Error::OutOfRange { what: "key_len", value: key_len, max: n_kv });

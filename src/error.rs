@@ -105,8 +105,13 @@ pub enum Error {
     /// A setting the entry cannot apply: a key length, a bias or cached key
     /// norms given to a batch entry ([`Attention::run_batch`](crate::Attention::run_batch)),
     /// whose sequences each have their own cache.
+    ///
+    /// Also a scorer or the tiled kernel that this build of the crate leaves
+    /// out: its Cargo feature (`"dot"`, `"neg-sq-dist"`, `"neg-log-dist"`,
+    /// `"additive"`, `"tiled"`) is off.
     Unsupported {
-        /// `"key_len"`, `"bias"` or `"key_norms"`.
+        /// `"key_len"`, `"bias"`, `"key_norms"`, `"split"`, or the feature
+        /// of a scorer or kernel left out.
         what: &'static str,
     },
     /// A mask offset, key length or split point lies beyond the number of
@@ -120,6 +125,9 @@ pub enum Error {
         max: usize,
     },
 }
+
+/// The Cargo features of the parts a build may leave out.
+const FEATURES: [&str; 5] = ["tiled", "dot", "neg-sq-dist", "neg-log-dist", "additive"];
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -146,6 +154,9 @@ impl fmt::Display for Error {
             }
             Error::Decreasing { what, index } => {
                 write!(f, "{what}[{index}] is smaller than the entry before it")
+            }
+            Error::Unsupported { what } if FEATURES.contains(&what) => {
+                write!(f, "{what} is not in this build (the crate's `{what}` feature is off)")
             }
             Error::Unsupported { what } => write!(f, "{what} cannot be applied by this entry"),
             Error::OutOfRange { what, value, max } => {

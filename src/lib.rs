@@ -34,6 +34,12 @@
 //! - `unsafe` is denied but in the x86-64 module that detects the CPU and
 //!   enters the `#[target_feature]` kernels; each block there states why it
 //!   is sound.
+//! - Features `tiled`, `dot`, `neg-sq-dist`, `neg-log-dist` and `additive`
+//!   (all on by default) build the tiled kernel and each scorer; a firmware
+//!   turns off what it does not call and keeps none of its code (a call
+//!   that needs it is [`Error::Unsupported`]). On targets without SIMD the
+//!   default kernel is the one that executes fewer instructions there
+//!   ([`Kernel::default_for`]).
 //! - With the `rayon` feature (which needs `std`), the `par_*` entries of
 //!   [`Attention`] spread one call over rayon's thread pool: bit-identical
 //!   to the single-thread call, or with the keys split across threads
@@ -58,6 +64,9 @@
 //! ```
 #![no_std]
 #![deny(unsafe_code)]
+// Without the tiled kernel its modules still compile (the levels are public
+// API), unused.
+#![cfg_attr(not(feature = "tiled"), allow(dead_code, unused_imports))]
 #![warn(missing_docs)]
 // Unit tests are held to clippy's default lints, like the integration tests.
 #![cfg_attr(test, allow(clippy::pedantic))]

@@ -57,23 +57,23 @@ fn head<E: Element>(
 /// log-sum-exp. The tiled kernel computes a row here when its own arithmetic
 /// cannot (a `NegSqDist` distance from the centre that is not finite).
 pub(crate) fn row<E: Element>(problem: &Problem<'_, E>, h: usize, i: usize, o: &mut [f32]) -> f32 {
-    let row_lse = row_cols(problem, h, i, 0, o, |_| 1.0);
+    let row_lse = row_cols(problem, h, i, 0, o, None);
     rescue_overflow(problem, h, i, o);
     row_lse
 }
 
 /// Row `i` of head `h` into `o`: the row's output columns `c0..c0 +
-/// o.len()`, with every value of column `c` multiplied by `scale(c)` while
-/// it is accumulated and the result divided by it again (exact for powers
-/// of two); returns the row's log-sum-exp. `c0 = 0`, `o` the whole row and
-/// `scale = 1` is the plain algorithm.
+/// o.len()`, with every value of column `c0 + t` multiplied by `scale[t]`
+/// while it is accumulated and the result divided by it again (exact for
+/// powers of two); returns the row's log-sum-exp. `c0 = 0`, `o` the whole
+/// row and no `scale` is the plain algorithm.
 fn row_cols<E: Element>(
     problem: &Problem<'_, E>,
     h: usize,
     i: usize,
     c0: usize,
     o: &mut [f32],
-    scale: impl Fn(usize) -> f32,
+    scale: Option<&[f32]>,
 ) -> f32 {
     let kind = problem.kind;
     let qi = problem.q.head(h).row(i);
@@ -110,8 +110,10 @@ fn row_cols<E: Element>(
         for (t, &st) in tile.iter().enumerate() {
             let p = weight(st, shift);
             run.l += p;
-            for (c, (x, &vj)) in o.iter_mut().zip(&v.row(start + t)[c0..]).enumerate() {
-                *x += p * (vj.to_f32() * scale(c0 + c));
+            let vj = &v.row(start + t)[c0..];
+            match scale {
+                None => o.iter_mut().zip(vj).for_each(|(x, &y)| *x += p * y.to_f32()),
+                Some(sc) => o.iter_mut().zip(vj).zip(sc).for_each(|((x, &y), &s)| *x += p * (y.to_f32() * s)),
             }
         }
     }
@@ -121,8 +123,9 @@ fn row_cols<E: Element>(
     if inv == 0.0 {
         o.fill(0.0); // no key had weight: exactly 0, even if a weight-0 value was NaN
     } else {
-        for (c, x) in o.iter_mut().enumerate() {
-            *x = *x * inv / scale(c0 + c);
+        match scale {
+            None => o.iter_mut().for_each(|x| *x *= inv),
+            Some(sc) => o.iter_mut().zip(sc).for_each(|(x, &s)| *x = *x * inv / s),
         }
     }
     row_lse
@@ -137,27 +140,24 @@ fn row_cols<E: Element>(
 /// NaN come out as before. The finite columns are kept. Used by every
 /// kernel on its finished rows.
 pub(crate) fn rescue_overflow<E: Element>(problem: &Problem<'_, E>, h: usize, i: usize, o: &mut [f32]) {
-    const CHUNK: usize = 64;
+    const CHUNK: usize = 32;
     const DOWN: f32 = 1.0 / 18_446_744_073_709_551_616.0; // 2^-64
     if o.iter().all(|x| x.is_finite()) {
         return;
     }
-    // Column chunks with their flags on the stack: no allocation for any d_v.
-    let mut redo = [false; CHUNK];
-    for c0 in (0..o.len()).step_by(CHUNK) {
-        let n = CHUNK.min(o.len() - c0);
-        let mut any = false;
-        for (r, x) in redo.iter_mut().zip(&o[c0..c0 + n]) {
-            *r = !x.is_finite();
-            any |= *r;
-        }
-        if !any {
+    // Column chunks on the stack: no allocation for any d_v. A column is
+    // computed again where its scale is `DOWN`.
+    for (chunk, o) in o.chunks_mut(CHUNK).enumerate() {
+        if o.iter().all(|x| x.is_finite()) {
             continue;
         }
-        let keep: [f32; CHUNK] = core::array::from_fn(|t| if t < n { o[c0 + t] } else { 0.0 });
-        row_cols(problem, h, i, c0, &mut o[c0..c0 + n], |c| if redo[c - c0] { DOWN } else { 1.0 });
-        for t in (0..n).filter(|&t| !redo[t]) {
-            o[c0 + t] = keep[t];
+        let keep: [f32; CHUNK] = core::array::from_fn(|t| o.get(t).copied().unwrap_or(0.0));
+        let scale: [f32; CHUNK] = core::array::from_fn(|t| if keep[t].is_finite() { 1.0 } else { DOWN });
+        row_cols(problem, h, i, chunk * CHUNK, o, Some(&scale[..o.len()]));
+        for (x, (&k, &s)) in o.iter_mut().zip(keep.iter().zip(&scale)) {
+            if s == 1.0 {
+                *x = k;
+            }
         }
     }
 }

@@ -116,18 +116,26 @@ impl<'w> Scorer<'w> {
             Some(value) => Err(Error::InvalidParameter { what: "scale", value }),
         };
         match self {
-            Scorer::Dot { scale: s } => Ok(Kind::Dot { scale: scale(s)? }),
-            Scorer::NegSqDist { scale: s } => Ok(Kind::SqDist { scale: scale(s)? }),
+            Scorer::Dot { scale: s } => Ok(Kind::Dot { built: Built::get("dot")?, scale: scale(s)? }),
+            Scorer::NegSqDist { scale: s } => {
+                Ok(Kind::SqDist { built: Built::get("neg-sq-dist")?, scale: scale(s)? })
+            }
             Scorer::NegLogDist { eps, p } => {
+                // `()` or, without the feature, never a value: checked first.
+                #[allow(clippy::let_unit_value)]
+                let built = Built::get("neg-log-dist")?;
                 if !(eps.is_finite() && eps >= 0.0) {
                     return Err(Error::InvalidParameter { what: "eps", value: eps });
                 }
                 if !(p.is_finite() && p > 0.0) {
                     return Err(Error::InvalidParameter { what: "p", value: p });
                 }
-                Ok(Kind::LogDist { eps, p })
+                Ok(Kind::LogDist { eps, p, built })
             }
             Scorer::Additive { w } => {
+                // `()` or, without the feature, never a value: checked first.
+                #[allow(clippy::let_unit_value)]
+                let built = Built::get("additive")?;
                 if w.len() != d {
                     return Err(Error::ShapeMismatch { what: "w", expected: d, found: w.len() });
                 }
@@ -137,36 +145,77 @@ impl<'w> Scorer<'w> {
                 if additive_overflows(w) {
                     return Err(Error::InvalidParameter { what: "w_l1_norm", value: f32::INFINITY });
                 }
-                Ok(Kind::Additive { w })
+                Ok(Kind::Additive { w, built })
             }
         }
     }
 }
 
-/// A scorer with its parameters checked and defaults filled in.
+/// A scorer with its parameters checked and defaults filled in. Each
+/// variant carries a [`Built`] marker: `()` when the build includes the
+/// scorer, the uninhabited [`Omitted`] when its feature is off. A variant
+/// of an omitted scorer cannot exist, so the compiler drops every branch on
+/// it, and the code only that branch calls.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Kind<'w> {
-    Dot { scale: f32 },
-    SqDist { scale: f32 },
-    LogDist { eps: f32, p: f32 },
-    Additive { w: &'w [f32] },
+    Dot { scale: f32, built: DotBuilt },
+    SqDist { scale: f32, built: SqDistBuilt },
+    LogDist { eps: f32, p: f32, built: LogDistBuilt },
+    Additive { w: &'w [f32], built: AdditiveBuilt },
+}
+
+/// No value: the marker of a scorer the build leaves out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(dead_code)] // unused when every scorer's feature is on
+pub(crate) enum Omitted {}
+
+/// `pub(crate) type $name = ()` when `$feature` is on, else [`Omitted`].
+macro_rules! marker {
+    ($($name:ident: $feature:literal),*) => {$(
+        #[doc = concat!("The marker of `Kind`'s variant for the scorer of feature `", $feature, "`.")]
+        #[cfg(feature = $feature)]
+        pub(crate) type $name = ();
+        #[doc = concat!("The marker of `Kind`'s variant for the scorer of feature `", $feature, "`.")]
+        #[cfg(not(feature = $feature))]
+        pub(crate) type $name = Omitted;
+    )*};
+}
+
+marker!(DotBuilt: "dot", SqDistBuilt: "neg-sq-dist", LogDistBuilt: "neg-log-dist", AdditiveBuilt: "additive");
+
+/// A marker value, if the build has one: `()` always, [`Omitted`] never
+/// ([`Error::Unsupported`] naming the scorer's feature).
+pub(crate) trait Built: Copy + core::fmt::Debug + PartialEq + Sized {
+    fn get(feature: &'static str) -> Result<Self, Error>;
+}
+
+impl Built for () {
+    fn get(_: &'static str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Built for Omitted {
+    fn get(what: &'static str) -> Result<Omitted, Error> {
+        Err(Error::Unsupported { what })
+    }
 }
 
 impl Kind<'_> {
     /// The score of one pair, in plain scalar arithmetic.
     pub(crate) fn logit<E: Element>(self, q: &[f32], k: &[E]) -> f32 {
         match self {
-            Kind::Dot { scale } => scale * dot(q, k),
-            Kind::SqDist { scale } => -scale * sq_dist(q, k),
+            Kind::Dot { scale, .. } => scale * dot(q, k),
+            Kind::SqDist { scale, .. } => -scale * sq_dist(q, k),
             // With eps = 0, −ln(d^p) = −(p/2)·ln(d²): no underflow of d^p.
             // d = 0 gives +∞ and d² = ∞ gives −∞, also when p/2 underflows to
             // 0 (0·(±∞) would be NaN).
-            Kind::LogDist { eps: 0.0, p } => match libm::logf(clamp0(sq_dist(q, k))) {
+            Kind::LogDist { eps: 0.0, p, .. } => match libm::logf(clamp0(sq_dist(q, k))) {
                 f32::NEG_INFINITY => f32::INFINITY,
                 f32::INFINITY => f32::NEG_INFINITY,
                 y => -0.5 * p * y,
             },
-            Kind::LogDist { eps, p } => {
+            Kind::LogDist { eps, p, .. } => {
                 let d2 = sq_dist(q, k);
                 let dp = pow_dist(d2, p);
                 if dp.is_finite() || !d2.is_finite() {
@@ -178,7 +227,7 @@ impl Kind<'_> {
                     -(y + libm::log1pf(eps * libm::expf(-y)))
                 }
             }
-            Kind::Additive { w } => additive(w, q, k),
+            Kind::Additive { w, .. } => additive(w, q, k),
         }
     }
 }

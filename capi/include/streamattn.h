@@ -101,11 +101,16 @@
 // `i + mask_offset − window_left <= j <= i + mask_offset + window_right`.
 #define SA_MASK_WINDOW 3
 
-// `sa_attention.kernel`: the vectorised tiled kernel (the default).
+// `sa_attention.kernel`: the vectorised tiled kernel.
 #define SA_KERNEL_TILED 0
 
 // `sa_attention.kernel`: the scalar reference path.
 #define SA_KERNEL_SCALAR 1
+
+// `sa_attention.kernel`: the default for the scorer (`sa_attention_default`
+// sets it): the tiled kernel on targets with SIMD; on targets without, the
+// scalar path for every scorer but `SA_ADDITIVE`.
+#define SA_KERNEL_DEFAULT 2
 
 // A level: no SIMD, the same bits on every CPU.
 #define SA_LEVEL_GENERIC 0
@@ -217,7 +222,7 @@ typedef struct sa_attention {
   const float *sinks;
   // Entries readable from `sinks`.
   size_t sinks_len;
-  // `SA_KERNEL_TILED` or `SA_KERNEL_SCALAR`.
+  // `SA_KERNEL_DEFAULT`, `SA_KERNEL_TILED` or `SA_KERNEL_SCALAR`.
   uint32_t kernel;
   // The widest level to run at (`SA_LEVEL_*`); `SA_LEVEL_AVX512`: no cap.
   uint32_t max_level;

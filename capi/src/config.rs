@@ -42,7 +42,7 @@ pub(crate) fn default(scorer: u32) -> sa_attention {
         alibi_len: 0,
         sinks: core::ptr::null(),
         sinks_len: 0,
-        kernel: SA_KERNEL_TILED,
+        kernel: SA_KERNEL_DEFAULT,
         max_level: SA_LEVEL_AVX512,
     }
 }
@@ -103,6 +103,7 @@ pub(crate) fn attention<'a>(
     let kernel = match c.kernel {
         SA_KERNEL_TILED => Kernel::Tiled,
         SA_KERNEL_SCALAR => Kernel::Scalar,
+        SA_KERNEL_DEFAULT => Kernel::default_for(&scorer),
         _ => return Err(unknown("sa_attention.kernel")),
     };
     let max_level = level(c.max_level).ok_or(unknown("sa_attention.max_level"))?;

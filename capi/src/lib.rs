@@ -44,6 +44,17 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+/// Without `std` (firmware), the library brings the panic handler a
+/// `no_std` static library needs. The entries never panic (every argument
+/// is checked before any work), so it never runs; if it did, it would halt.
+#[cfg(all(not(feature = "std"), not(test)))]
+#[panic_handler]
+fn halt(_: &core::panic::PanicInfo) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 mod config;
 mod ffi;
 mod status;

@@ -32,10 +32,14 @@ pub const SA_MASK_CAUSAL_BOTTOM_RIGHT: u32 = 2;
 /// `i + mask_offset − window_left <= j <= i + mask_offset + window_right`.
 pub const SA_MASK_WINDOW: u32 = 3;
 
-/// `sa_attention.kernel`: the vectorised tiled kernel (the default).
+/// `sa_attention.kernel`: the vectorised tiled kernel.
 pub const SA_KERNEL_TILED: u32 = 0;
 /// `sa_attention.kernel`: the scalar reference path.
 pub const SA_KERNEL_SCALAR: u32 = 1;
+/// `sa_attention.kernel`: the default for the scorer (`sa_attention_default`
+/// sets it): the tiled kernel on targets with SIMD; on targets without, the
+/// scalar path for every scorer but `SA_ADDITIVE`.
+pub const SA_KERNEL_DEFAULT: u32 = 2;
 
 /// A level: no SIMD, the same bits on every CPU.
 pub const SA_LEVEL_GENERIC: u32 = 0;
@@ -168,7 +172,7 @@ pub struct sa_attention {
     pub sinks: *const f32,
     /// Entries readable from `sinks`.
     pub sinks_len: usize,
-    /// `SA_KERNEL_TILED` or `SA_KERNEL_SCALAR`.
+    /// `SA_KERNEL_DEFAULT`, `SA_KERNEL_TILED` or `SA_KERNEL_SCALAR`.
     pub kernel: u32,
     /// The widest level to run at (`SA_LEVEL_*`); `SA_LEVEL_AVX512`: no cap.
     pub max_level: u32,

@@ -241,6 +241,15 @@ fn every_option_of_sa_attention_reaches_the_crate() {
     a.kernel = SA_KERNEL_SCALAR;
     cases.push((a, rust.kernel(Kernel::Scalar)));
     let mut a = base;
+    a.kernel = SA_KERNEL_TILED;
+    cases.push((a, rust.kernel(Kernel::Tiled)));
+    assert_eq!(base.kernel, SA_KERNEL_DEFAULT);
+    let mut a = sa_attention_default(SA_ADDITIVE);
+    let w = data(D, 9);
+    a.additive_w = w.as_ptr();
+    a.additive_w_len = D;
+    cases.push((a, Attention::new(Scorer::additive(&w)).kernel(Kernel::default_for(&Scorer::additive(&w)))));
+    let mut a = base;
     a.max_level = SA_LEVEL_GENERIC;
     cases.push((a, rust.max_level(Level::Generic)));
     let mut a = sa_attention_default(SA_DOT);

@@ -34,7 +34,9 @@ use core::ops::{Add, Div, Mul, Sub};
 use core::str::FromStr;
 use half::slice::HalfFloatSliceExt;
 
-pub(crate) use tuning::{Prefetch, Tuning, BLOCK_ROWS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, TILE_KEYS};
+pub(crate) use tuning::{
+    Prefetch, Tuning, BLOCK_ROWS, DECODE_COLS, DECODE_PASS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, TILE_KEYS,
+};
 
 /// An instruction-set level the tiled kernel can run on.
 ///

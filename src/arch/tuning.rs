@@ -3,12 +3,72 @@
 //! Register blocks fill the register file without spilling: AVX-512 has 32
 //! vector registers, AVX2, SSE2 and NEON 16. The figures behind each choice
 //! (side-by-side benchmark runs) are in `benches/RESULTS.md`.
+//!
+//! Targets with a vector level (x86-64, aarch64, wasm32 with `simd128`) get
+//! tiles sized for their caches. On the others (Cortex-M, RISC-V without
+//! the V extension, ...) only [`GENERIC`] runs, and there stacks are small:
+//! tiles, row blocks and the decode pass's centre are sized so that a call
+//! needs about 5 KiB of stack for any problem, measured on a Cortex-M4F by
+//! the firmware in `embedded/`.
 
-/// Keys per tile at most, every level: 128 keys amortise the per-row work
-/// of a tile (maximum, rescaling) over twice the multiply-adds of 64.
-pub(crate) const TILE_KEYS: usize = 128;
-/// Query rows per prefill block: each packed key tile serves this many rows.
-pub(crate) const BLOCK_ROWS: usize = 512;
+/// Whether the target has a level with vectors (`tuning` sizes for caches,
+/// not for small stacks).
+macro_rules! with_simd {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128"))]
+            $item
+        )*
+    };
+}
+/// The converse of [`with_simd`].
+macro_rules! without_simd {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128")))]
+            $item
+        )*
+    };
+}
+
+with_simd! {
+    /// Keys per tile at most, every level: 128 keys amortise the per-row
+    /// work of a tile (maximum, rescaling) over twice the multiply-adds of 64.
+    pub(crate) const TILE_KEYS: usize = 128;
+    /// Query rows per prefill block: each packed key tile serves this many rows.
+    pub(crate) const BLOCK_ROWS: usize = 512;
+    /// Columns of a centre and of offset query rows a decode pass holds on
+    /// the stack (`NegSqDist`); wider heads run through the prefill loop.
+    pub(crate) const DECODE_COLS: usize = 256;
+    /// The `Generic` level's packed tile here: 16 KiB, whole tiles up to `d = 32`.
+    const PACKED_GENERIC: usize = 4096;
+    /// The largest packed tile of a level this target has: the size of the
+    /// stack buffer.
+    pub(crate) const PACKED_MAX: usize = PACKED_SIMD;
+    /// Whether the tiled kernel runs the decode pass (`tile::decode`) for
+    /// calls of at most [`DECODE_ROWS`] rows per key/value head.
+    pub(crate) const DECODE_PASS: bool = true;
+}
+
+without_simd! {
+    /// Keys per tile at most: 32 (128 bytes of scores per row).
+    pub(crate) const TILE_KEYS: usize = 32;
+    /// Query rows per prefill block.
+    pub(crate) const BLOCK_ROWS: usize = 16;
+    /// Columns of a decode pass's centre and offset query rows.
+    pub(crate) const DECODE_COLS: usize = 64;
+    /// The packed tile: 1 KiB, whole tiles of 32 keys up to `d = 8` and of
+    /// 16 keys up to `d = 16`, wider heads in chunks of 16 columns.
+    const PACKED_GENERIC: usize = 256;
+    /// The size of the packed tile's stack buffer.
+    pub(crate) const PACKED_MAX: usize = PACKED_GENERIC;
+    /// No decode pass: one lane at a time it executes more instructions than
+    /// the scalar path (the default kernel here for the scorers that would
+    /// use it), and leaving it out keeps the tiled kernel's flash small.
+    /// Every call runs the prefill loop.
+    pub(crate) const DECODE_PASS: bool = false;
+}
+
 /// The decode pass takes the query heads that share a key/value head when
 /// they have at most this many rows in all.
 pub(crate) const DECODE_ROWS: usize = 8;
@@ -77,9 +137,11 @@ const SIXTEEN_REGISTERS: [Pass; DECODE_ROWS + 1] = [
 ];
 
 /// The packed tile with SIMD: 64 KiB, whole tiles up to `d = 128`.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128")),
+    allow(dead_code)
+)]
 const PACKED_SIMD: usize = 16384;
-/// Without SIMD: 16 KiB (small stacks), whole tiles up to `d = 32`.
-const PACKED_GENERIC: usize = 4096;
 
 /// AVX-512: 32 registers, 4 × 4 blocks; decode with up to eight output
 /// vectors and four-key blocks, and the next tile's keys during P·V for 2 to
@@ -110,7 +172,8 @@ pub(crate) const AVX2: Tuning =
 pub(crate) const WIDE4: Tuning = AVX2;
 
 /// One lane, no SIMD: the decode passes block no keys (there are no vector
-/// loads to share) and prefetch as the 16-register levels do.
+/// loads to share) and prefetch as the 16-register levels do. Its packed
+/// tile is the smaller one of targets without SIMD on those targets.
 pub(crate) const GENERIC: Tuning = Tuning {
     rows: 4,
     key_vectors: 4,
@@ -126,15 +189,6 @@ pub(crate) const GENERIC: Tuning = Tuning {
         d
     },
 };
-
-/// The largest packed tile of a level this target has: the size of the
-/// stack buffer.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128"))]
-pub(crate) const PACKED_MAX: usize = PACKED_SIMD;
-/// The largest packed tile of a level this target has: the size of the
-/// stack buffer.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128")))]
-pub(crate) const PACKED_MAX: usize = PACKED_GENERIC;
 
 /// The register blocks the tiled kernel is instantiated with
 /// (`tile::head_at`); every level's must be one of them.

@@ -21,11 +21,8 @@
 //! the scalar path in any case). Keys are packed as `k − c` with
 //! `‖k − c‖²`, query rows offset by `c` as a micro-block is scored.
 
+pub(crate) use crate::arch::DECODE_COLS;
 use crate::scorer::Kind;
-
-/// Columns of a centre and of offset query rows held at once on the stack
-/// by a decode pass; wider heads run through the prefill loop.
-pub(crate) const DECODE_COLS: usize = 256;
 
 /// Whether `kind` scores from a centre (`NegSqDist`).
 #[inline]

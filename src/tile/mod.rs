@@ -30,17 +30,22 @@
 //! When the query heads that share a key/value head have at most 8 rows in
 //! all (decoding), packing would cost more than it saves: those rows run
 //! instead as one streaming pass over K and V (decode.rs), with the same
-//! weights and softmax steps.
+//! weights and softmax steps. Targets without a vector level build no decode
+//! pass (`arch::tuning`): one lane at a time it executes more instructions
+//! than the scalar path, which is their default kernel for those scorers.
 //!
-//! Scratch is on the stack and bounded, whatever the shape: the packed tile
-//! (the level's `packed` floats from the tuning table: 64 KiB with SIMD,
-//! 16 KiB without), one micro-block of scores (`MR × TK` floats, at most
-//! 3 KiB; 4 KiB for a decode pass), `QB` row states and norms (6 KiB), and
-//! for `NegSqDist` a centre and a micro-block of offset query rows (7 KiB;
-//! a decode pass 9 KiB at 8 rows); about 85 KiB in all. Tiles are `TK = 128` keys wide for heads of up to
-//! `packed / 128` columns (128 with SIMD) and 64 keys up to twice that; a wider head is packed in column
-//! chunks, and then a block is a single micro-block (its scores accumulate
-//! over the chunks).
+//! Scratch is on the stack and bounded, whatever the shape. With SIMD: the
+//! packed tile (the level's `packed` floats from the tuning table, 64 KiB),
+//! one micro-block of scores (`MR × TK` floats, at most 3 KiB; 4 KiB for a
+//! decode pass), `QB` row states and norms (6 KiB), and for `NegSqDist` a
+//! centre and a micro-block of offset query rows (7 KiB; a decode pass 9 KiB
+//! at 8 rows); about 85 KiB in all. Tiles are `TK = 128` keys wide for heads
+//! of up to `packed / 128` columns (128 with SIMD) and 64 keys up to twice
+//! that; a wider head is packed in column chunks, and then a block is a
+//! single micro-block (its scores accumulate over the chunks). Without SIMD
+//! the same buffers are sized for small stacks (`TK = 32`, `QB = 16`, a
+//! 1 KiB tile): about 5 KiB of stack for a whole call, measured on a
+//! Cortex-M4F.
 
 mod centre;
 mod decode;
@@ -49,7 +54,7 @@ mod pv;
 mod score;
 mod weights;
 
-use crate::arch::{Job, Simd, Vector, BLOCK_ROWS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
+use crate::arch::{Job, Simd, Vector, BLOCK_ROWS, DECODE_PASS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
 use crate::problem::Problem;
 use crate::scorer::{dot, sq_dist, Kind};
 use crate::softmax::Running;
@@ -122,7 +127,11 @@ fn run<S: Simd, E: Element>(
     // prefill loop, with keys as the SIMD dimension, serves decode too.
     // A decode pass holds a centre of up to `centre::DECODE_COLS` columns.
     let centred_too_wide = centred(problem.kind) && problem.q.cols() > centre::DECODE_COLS;
-    if g * n_q <= DECODE_ROWS && !matches!(problem.kind, Kind::Additive { .. }) && !centred_too_wide {
+    if DECODE_PASS
+        && g * n_q <= DECODE_ROWS
+        && !matches!(problem.kind, Kind::Additive { .. })
+        && !centred_too_wide
+    {
         for hk in 0..n_heads / g {
             let mut rows = [At { h: 0, i: 0 }; DECODE_ROWS];
             let mut n = 0;
@@ -475,7 +484,7 @@ fn scores<S: Simd, const R: usize, const NR: usize>(
     s: &mut [[f32; TK]; R],
 ) {
     match kind {
-        Kind::Additive { w } => score::additive::<S, R, NR>(simd, q, kt, &w[c0..], tk, dc, s, c0 > 0),
+        Kind::Additive { w, .. } => score::additive::<S, R, NR>(simd, q, kt, &w[c0..], tk, dc, s, c0 > 0),
         _ => score::scores::<S, R, NR>(simd, q, kt, tk, dc, s, c0 > 0),
     }
 }

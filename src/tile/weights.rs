@@ -75,7 +75,7 @@ pub(crate) struct Row<'a> {
 /// `p = 64`) although the weights relative to each other are fine: the log
 /// domain computes `(p/2)·ln d²` instead and never forms `d^p`.
 pub(crate) fn linear(kind: Kind<'_>, plain: bool) -> bool {
-    matches!(kind, Kind::LogDist { eps, p } if (1e-30..=1e30).contains(&eps) && p <= 2.0) && plain
+    matches!(kind, Kind::LogDist { eps, p, .. } if (1e-30..=1e30).contains(&eps) && p <= 2.0) && plain
 }
 
 /// Rewrites `s[lo..hi]` from dot products to weights, folds the tile into
@@ -106,9 +106,9 @@ pub(crate) fn weights<S: Simd>(
     for j in (v0..v1).step_by(l) {
         let x = simd.load(&s[j..]);
         let mut value = match kind {
-            Kind::Dot { scale } => x * simd.splat(scale),
+            Kind::Dot { scale, .. } => x * simd.splat(scale),
             Kind::Additive { .. } => x,
-            Kind::SqDist { scale } => {
+            Kind::SqDist { scale, .. } => {
                 let d2 = x.mul_add(simd.splat(-2.0), simd.splat(row.q_norm) + simd.load(&kn[j..]));
                 let zero = simd.splat(0.0);
                 let d2 = if row.finite {
@@ -120,7 +120,7 @@ pub(crate) fn weights<S: Simd>(
                 };
                 d2 * simd.splat(-scale)
             }
-            Kind::LogDist { eps, p } => {
+            Kind::LogDist { eps, p, .. } => {
                 let d2 = sq_dist(simd, x, simd.load(&kn[j..]), row, j, eps, p, &exact_sq_dist);
                 if linear {
                     simd.splat(1.0) / (simd.splat(eps) + pow_dist(simd, d2, p))
