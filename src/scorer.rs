@@ -45,6 +45,11 @@ use crate::{Element, Error};
 /// `‖w‖₁` as above, else [`Error::InvalidParameter`] (or
 /// [`Error::ShapeMismatch`] for the length of `w`).
 ///
+/// Each scorer is built when its Cargo feature is on (`dot`, `neg-sq-dist`,
+/// `neg-log-dist`, `additive`; all are by default). A call with a scorer
+/// whose feature is off is [`Error::Unsupported`] naming the feature, and
+/// the build carries none of that scorer's code.
+///
 /// ```
 /// use streamattn::Scorer;
 /// assert_eq!(Scorer::dot(), Scorer::Dot { scale: None });
