@@ -3,8 +3,10 @@
 # (fat LTO, panic = abort), runs it under QEMU, and checks the budgets: the
 # flash the crate adds (the firmware's flash less that of the same firmware
 # with no call into the crate, the `baseline` feature) and the peak stack of
-# every call. Prints the figures as Markdown tables. Needs qemu-system-arm
-# and rustup's llvm-tools (for llvm-size).
+# every call. Prints the figures as Markdown tables. Then links the C
+# library into a C firmware and runs the C check there. Needs
+# qemu-system-arm, arm-none-eabi-gcc with newlib (Debian: gcc-arm-none-eabi,
+# libnewlib-arm-none-eabi) and rustup's llvm-tools (for llvm-size).
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR=never
