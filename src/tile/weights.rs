@@ -44,7 +44,7 @@ use crate::exp::exp;
 use crate::ln::ln;
 use crate::scorer::Kind;
 use crate::softmax::Running;
-use crate::tanh::tanh;
+use crate::tanh::tanh_mostly_small;
 
 /// What [`weights`] needs to know about the row.
 pub(crate) struct Row<'a> {
@@ -130,7 +130,7 @@ pub(crate) fn weights<S: Simd>(
             }
         };
         if let Some((c, inv_c)) = row.softcap {
-            value = tanh(simd, value * simd.splat(inv_c)) * simd.splat(c);
+            value = tanh_mostly_small(simd, value * simd.splat(inv_c)) * simd.splat(c);
         }
         if let Some(b) = bias(simd, row, j) {
             value = value + b;
