@@ -101,8 +101,7 @@ impl Kernel {
     /// ```
     #[must_use]
     pub const fn default_for(scorer: &Scorer<'_>) -> Kernel {
-        let vectors = cfg!(any(target_arch = "x86_64", target_arch = "aarch64", target_feature = "simd128"));
-        if cfg!(feature = "tiled") && (vectors || matches!(scorer, Scorer::Additive { .. })) {
+        if cfg!(feature = "tiled") && (arch::SIMD_TARGET || matches!(scorer, Scorer::Additive { .. })) {
             Kernel::Tiled
         } else {
             Kernel::Scalar

@@ -32,6 +32,8 @@ macro_rules! without_simd {
 }
 
 with_simd! {
+    /// Whether the target has a level with vectors.
+    pub(crate) const SIMD_TARGET: bool = true;
     /// Keys per tile at most, every level: 128 keys amortise the per-row
     /// work of a tile (maximum, rescaling) over twice the multiply-adds of 64.
     pub(crate) const TILE_KEYS: usize = 128;
@@ -51,6 +53,8 @@ with_simd! {
 }
 
 without_simd! {
+    /// Whether the target has a level with vectors.
+    pub(crate) const SIMD_TARGET: bool = false;
     /// Keys per tile at most: 32 (128 bytes of scores per row).
     pub(crate) const TILE_KEYS: usize = 32;
     /// Query rows per prefill block.
