@@ -24,6 +24,7 @@
 //! row * row_stride + c` ([`PagedLayout`]).
 
 use crate::{Element, Error};
+use core::cell::Cell;
 
 /// Checked shape and strides of a stack of `heads` matrices of `rows × cols`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +175,35 @@ impl<'a, T> Strided<'a, T> {
     pub fn row(&self, r: usize) -> &'a [T] {
         let o = r * self.row_stride;
         &self.data[o..o + self.cols]
+    }
+}
+
+/// The rows of a view asked for in increasing order, as a prefetch walks
+/// them: the stretch holding the last row asked for is kept, so that a paged
+/// view's block table is read once per block rather than once per row.
+pub(crate) struct Cursor<'a, T: Element> {
+    view: MatRef<'a, T>,
+    /// The stretch's first row, its number of rows, its rows.
+    at: Cell<(usize, usize, Strided<'a, T>)>,
+}
+
+impl<'a, T: Element> Cursor<'a, T> {
+    #[inline(always)]
+    pub fn new(view: MatRef<'a, T>) -> Self {
+        let empty = Strided { data: &[], cols: 0, row_stride: 0 };
+        Cursor { view, at: Cell::new((0, 0, empty)) }
+    }
+
+    /// Row `r` of the view; requires `r < rows`.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> &'a [T] {
+        let (first, n, rows) = self.at.get();
+        if r.wrapping_sub(first) < n {
+            return rows.row(r - first);
+        }
+        let (n, rows) = self.view.stretch(r);
+        self.at.set((r, n, rows));
+        rows.row(0)
     }
 }
 
@@ -549,5 +579,46 @@ impl<'a> HeadsMut<'a> {
     #[must_use]
     pub fn cols(&self) -> usize {
         self.layout.cols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cursor, HeadsRef, PagedLayout};
+
+    /// The cursor finds the rows the view does, whichever order they are
+    /// asked in: ahead within a stretch, across blocks, back, and at the
+    /// start of a sub-view whose rows start inside a block.
+    #[test]
+    fn cursor_rows_are_the_views_rows() {
+        let (rows, cols, heads) = (37usize, 3, 2);
+        for block_size in [1, 3, 16, 64] {
+            let blocks = rows.div_ceil(block_size);
+            // Blocks in reverse order; every row of the pool holds its own
+            // key and head.
+            let table: [u32; 37] = core::array::from_fn(|b| (blocks - 1 - b.min(blocks - 1)) as u32);
+            let layout = PagedLayout::heads_major(block_size, heads, cols).unwrap();
+            let mut pool = [0.0f32; 64 * 3 * 2];
+            for key in 0..rows {
+                for h in 0..heads {
+                    let at = table[key / block_size] as usize * layout.block_stride
+                        + h * layout.head_stride
+                        + (key % block_size) * cols;
+                    pool[at..at + cols].fill((key * heads + h) as f32);
+                }
+            }
+            let paged = HeadsRef::paged(&pool[..blocks * layout.block_stride], layout, &table, rows).unwrap();
+            let dense = HeadsRef::heads_major(&pool[..rows * cols * heads], heads, rows, cols).unwrap();
+            for view in [paged, dense] {
+                for h in 0..heads {
+                    let m = view.sub(h..h + 1, 5..rows).head(0);
+                    let cursor = Cursor::new(m);
+                    let order = (0..m.rows()).chain([7, 2, 31, 0, 31]);
+                    for r in order {
+                        assert_eq!(cursor.row(r), m.row(r), "block size {block_size}, head {h}, row {r}");
+                    }
+                }
+            }
+        }
     }
 }

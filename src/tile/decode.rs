@@ -38,7 +38,7 @@ use crate::arch::{
 use crate::problem::Problem;
 use crate::scorer::sq_dist;
 use crate::softmax::Running;
-use crate::view::Layout;
+use crate::view::{Cursor, Layout};
 use crate::Element;
 use core::ops::Range;
 
@@ -153,6 +153,8 @@ fn stream<S: Simd, E: Element, const R: usize>(
     let mut kn = [0.0f32; TK];
     // The prefetch distance is in bytes: twice the rows for 16-bit keys.
     let keys_ahead = KEYS_AHEAD * 4 / size_of::<E>();
+    // The key rows prefetched, which run ahead of the rows read.
+    let ahead = Cursor::new(k);
     for t0 in p.keys_seen(at.iter().map(|a| a.i)).step_by(TK) {
         let nt = TK.min(p.key_len - t0);
         let seen = at.map(|a| p.seen_in_tile(a.i, t0, nt));
@@ -185,7 +187,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
                 #[inline(always)]
                 |j| {
                     if scheme == Prefetch::KeysAhead && t0 + j + keys_ahead < p.key_len {
-                        prefetch_l2(k.row(t0 + j + keys_ahead));
+                        prefetch_l2(ahead.row(t0 + j + keys_ahead));
                     }
                     if scheme != Prefetch::None {
                         prefetch_l2(vr.row(j - j0));
@@ -213,7 +215,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
                     #[inline(always)]
                     |j, c| {
                         if scheme == Prefetch::NextKeys && t0 + TK + j < p.key_len {
-                            let row = k.row(t0 + TK + j);
+                            let row = ahead.row(t0 + TK + j);
                             prefetch_l2(&row[c.start.min(row.len())..c.end.min(row.len())]);
                         }
                     },
