@@ -33,6 +33,30 @@ pub fn fma_peak(c: &mut Criterion, quick: bool) {
     g.finish();
 }
 
+/// One timed call on the widest vectors the CPU has: their name and the
+/// GFLOP/s it ran at; `None` without FMA vectors (benches that time calls
+/// themselves, with no criterion group).
+#[allow(dead_code)] // used by the paired bench
+pub fn fma_gflops() -> Option<(&'static str, f64)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let time = |f: &dyn Fn() -> f32, lanes: usize| {
+            let t = std::time::Instant::now();
+            black_box(f());
+            (TRIPS * CHAINS * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+        };
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected just above.
+            return Some(("zmm", time(&|| unsafe { x86::zmm(black_box(0.999)) }, 16)));
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were detected just above.
+            return Some(("ymm", time(&|| unsafe { x86::ymm(black_box(0.999)) }, 8)));
+        }
+    }
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{CHAINS, TRIPS};
