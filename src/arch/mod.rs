@@ -35,8 +35,7 @@ use core::str::FromStr;
 use half::slice::HalfFloatSliceExt;
 
 pub(crate) use tuning::{
-    Prefetch, Tuning, BLOCK_ROWS, DECODE_COLS, DECODE_PASS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, SIMD_TARGET,
-    TILE_KEYS,
+    Prefetch, Tuning, BLOCK_ROWS, DECODE_COLS, DECODE_ROWS, KEYS_AHEAD, PACKED_MAX, SIMD_TARGET, TILE_KEYS,
 };
 
 /// An instruction-set level the tiled kernel can run on.

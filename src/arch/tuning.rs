@@ -47,9 +47,6 @@ with_simd! {
     /// The largest packed tile of a level this target has: the size of the
     /// stack buffer.
     pub(crate) const PACKED_MAX: usize = PACKED_SIMD;
-    /// Whether the tiled kernel runs the decode pass (`tile::decode`) for
-    /// calls of at most [`DECODE_ROWS`] rows per key/value head.
-    pub(crate) const DECODE_PASS: bool = true;
 }
 
 without_simd! {
@@ -66,11 +63,6 @@ without_simd! {
     const PACKED_GENERIC: usize = 256;
     /// The size of the packed tile's stack buffer.
     pub(crate) const PACKED_MAX: usize = PACKED_GENERIC;
-    /// No decode pass: one lane at a time it executes more instructions than
-    /// the scalar path (the default kernel here for the scorers that would
-    /// use it), and leaving it out keeps the tiled kernel's flash small.
-    /// Every call runs the prefill loop.
-    pub(crate) const DECODE_PASS: bool = false;
 }
 
 /// The decode pass takes the query heads that share a key/value head when
@@ -175,24 +167,10 @@ pub(crate) const AVX2: Tuning =
 /// SSE2, NEON, simd128: 16 registers of 4 lanes.
 pub(crate) const WIDE4: Tuning = AVX2;
 
-/// One lane, no SIMD: the decode passes block no keys (there are no vector
-/// loads to share) and prefetch as the 16-register levels do. Its packed
-/// tile is the smaller one of targets without SIMD on those targets.
-pub(crate) const GENERIC: Tuning = Tuning {
-    rows: 4,
-    key_vectors: 4,
-    out_vectors: 4,
-    packed: PACKED_GENERIC,
-    decode: {
-        let mut d = SIXTEEN_REGISTERS;
-        let mut r = 0;
-        while r <= DECODE_ROWS {
-            d[r].key_block = 1;
-            r += 1;
-        }
-        d
-    },
-};
+/// One lane, no SIMD. It runs no decode pass (`tile::run`): its `decode`
+/// entries are never read.
+pub(crate) const GENERIC: Tuning =
+    Tuning { rows: 4, key_vectors: 4, out_vectors: 4, packed: PACKED_GENERIC, decode: SIXTEEN_REGISTERS };
 
 /// The register blocks the tiled kernel is instantiated with
 /// (`tile::head_at`); every level's must be one of them.

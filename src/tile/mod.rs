@@ -54,7 +54,7 @@ mod pv;
 mod score;
 mod weights;
 
-use crate::arch::{Job, Simd, Vector, BLOCK_ROWS, DECODE_PASS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
+use crate::arch::{Job, Simd, Vector, BLOCK_ROWS, DECODE_ROWS, PACKED_MAX, TILE_KEYS};
 use crate::problem::Problem;
 use crate::scorer::{dot, sq_dist, Kind};
 use crate::softmax::Running;
@@ -127,7 +127,13 @@ fn run<S: Simd, E: Element>(
     // prefill loop, with keys as the SIMD dimension, serves decode too.
     // A decode pass holds a centre of up to `centre::DECODE_COLS` columns.
     let centred_too_wide = centred(problem.kind) && problem.q.cols() > centre::DECODE_COLS;
-    if DECODE_PASS
+    // The one-lane level (`Generic`) runs no decode pass, on any target: one
+    // lane at a time the pass executes more instructions than the scalar
+    // path (`benches/RESULTS.md`, Cortex-M4F), and its eight instantiations
+    // per element type would be most of the flash of a firmware without
+    // SIMD. On targets with SIMD it runs only when asked for, as the
+    // reference of what targets without SIMD run.
+    if const { S::LANES > 1 }
         && g * n_q <= DECODE_ROWS
         && !matches!(problem.kind, Kind::Additive { .. })
         && !centred_too_wide
