@@ -17,10 +17,13 @@
 //! `alibi` (the standard slopes `2^(−8(h+1)/heads)`), `sinks` (one logit per
 //! head), the three together, and the same K and V in a paged pool of
 //! blocks of 16 and of 128 rows in a shuffled order (`paged16`,
-//! `paged128`).
+//! `paged128`). Then `read`: what the memory system gives those access
+//! orders, reading K and V of 8 heads in 16- and 128-row blocks in a
+//! shuffled order against reading them in order (`memory` below).
 //!
 //! Run: `cargo bench --bench paired` (about 2 minutes; `STREAMATTN_PAIRS`
-//! rounds, default 31), `STREAMATTN_BENCH_QUICK=1` for a smoke run (small
+//! rounds, default 31), or the shapes whose names contain a word:
+//! `cargo bench --bench paired -- decode`; `STREAMATTN_BENCH_QUICK=1` for a smoke run (small
 //! shapes, 3 rounds).
 
 // Test and example code is held to clippy's default lints (Cargo.toml).
@@ -34,10 +37,10 @@ use streamattn::{Attention, Mask, Scorer};
 #[allow(dead_code)]
 mod common;
 use common::cache::{Buffers, PagedCache, Shape, QUICK, SHAPES};
-use common::{fma_gflops, read_all, Floats, Pages};
+use common::{fma_gflops, read_all, read_kv, shuffled, Floats, Pages};
 
-/// A call timed in a pair: runs once on the shape's buffers.
-type Call<'a> = Box<dyn FnMut(&mut Buffers) + 'a>;
+/// A call timed in a pair: runs once on its context (a shape's buffers).
+type Call<'a, C> = Box<dyn FnMut(&mut C) + 'a>;
 
 /// Seconds per call of `f`, over enough calls to last 10 ms.
 fn time(f: &mut dyn FnMut(), calls: usize) -> f64 {
@@ -66,7 +69,8 @@ fn median_interval(x: &mut [f64]) -> (f64, f64, f64) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; there are no other arguments.
+    // `cargo bench` passes `--bench`; a name after it keeps the shapes that contain it.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
     let rounds: usize = match std::env::var("STREAMATTN_PAIRS") {
         Ok(n) => n.parse().expect("STREAMATTN_PAIRS: a number of rounds"),
@@ -82,13 +86,17 @@ fn main() {
     } else {
         &["prefill-1k-d128", "decode-32k-d128", "gqa-decode-32k"]
     };
-    for s in names.iter().map(|n| SHAPES.iter().chain(QUICK).find(|s| s.name == *n).unwrap()) {
+    let shapes = names.iter().filter(|n| n.contains(&*filter));
+    for s in shapes.map(|n| SHAPES.iter().chain(QUICK).find(|s| s.name == *n).unwrap()) {
         compare(s, &dot, &probe, rounds);
+    }
+    if "read".contains(&*filter) {
+        memory(&probe, rounds);
     }
 }
 
 /// `attn` on the contiguous buffers of `s`.
-fn plain_call<'a>(s: &'a Shape, attn: Attention<'a>) -> Call<'a> {
+fn plain_call<'a>(s: &'a Shape, attn: Attention<'a>) -> Call<'a, Buffers> {
     Box::new(move |b: &mut Buffers| b.run(s, s.heads, &attn))
 }
 
@@ -99,7 +107,7 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
     let slopes: Vec<f32> = (0..s.heads).map(|h| (-8.0 * (h as f32 + 1.0) / s.heads as f32).exp2()).collect();
     let sinks: Vec<f32> = (0..s.heads).map(|h| h as f32 * 0.25 - 1.0).collect();
     let mut b = Buffers::<f32>::new(s, s.heads, Pages::Small);
-    let mut calls: Vec<(&str, Call<'_>)> = Vec::new();
+    let mut calls: Vec<(&str, Call<'_, Buffers>)> = Vec::new();
     let with = |attn| plain_call(s, attn);
     // Softcap, ALiBi and sinks where the issue asks for their cost: one
     // query head per key/value head.
@@ -114,10 +122,68 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
         let name = if bs == 16 { "paged16" } else { "paged128" };
         calls.push((name, Box::new(move |b: &mut Buffers| paged.run(s, b, &plain))));
     }
-    let base = |b: &mut Buffers| b.run(s, s.heads, &plain);
+    let (amount, unit) = if s.n_q == 1 {
+        ((2 * s.kv_heads * s.n_kv * s.d * 4) as f64 / (1u64 << 30) as f64, "GiB/s of K and V")
+    } else {
+        ((4 * s.heads * s.n_q * s.n_kv * s.d / if s.causal { 2 } else { 1 }) as f64 / 1e9, "GFLOP/s")
+    };
+    let title = format!("{}: dot/tiled", s.name);
+    pairs(&title, (amount, unit), &mut b, |b| b.run(s, s.heads, &plain), &mut calls, probe, rounds);
+}
+
+/// What the memory system gives the access orders of a decode pass: K and V
+/// of 8 heads (`[n_blocks, heads, rows, 128]` pools, half of `probe` each),
+/// read alternately 128 rows of one head at a time in order (the plain
+/// call), or in blocks of 16 or 128 rows in a shuffled order, one head after
+/// the other (as a decode pass reads a paged cache), or the heads of 8
+/// blocks in turn (as a pass over several heads at once would).
+fn memory(probe: &[f32], rounds: usize) {
+    let (k, v) = probe.split_at(probe.len() / 2);
+    let heads = 8;
+    let mut calls: Vec<(&str, Call<'_, ()>)> = Vec::new();
+    for (name, rows, in_turn) in
+        [("blocks16", 16, false), ("blocks16-heads-in-turn", 16, true), ("blocks128", 128, false)]
+    {
+        let chunk = rows * 128;
+        let table = shuffled(k.len() / (heads * chunk));
+        let read = move |b: u32, h: usize| {
+            let at = (b as usize * heads + h) * chunk;
+            read_all(&k[at..at + chunk]) + read_all(&v[at..at + chunk])
+        };
+        let group = if in_turn { 8 } else { table.len() };
+        calls.push((
+            name,
+            Box::new(move |_: &mut ()| {
+                let sum: f32 = table
+                    .chunks(group)
+                    .map(|g| (0..heads).map(|h| g.iter().map(|&b| read(b, h)).sum::<f32>()).sum::<f32>())
+                    .sum();
+                black_box(sum);
+            }),
+        ));
+    }
+    let amount = (probe.len() * 4) as f64 / (1u64 << 30) as f64;
+    let plain = |_: &mut ()| {
+        black_box(read_kv(k, v, 128));
+    };
+    pairs("read: 128-row tiles in order", (amount, "GiB/s"), &mut (), plain, &mut calls, probe, rounds);
+}
+
+/// Times `base` and each of `calls` in `rounds` rounds of pairs and prints
+/// the base's throughput (`amount` per call, in `unit`) and each call's time
+/// ratio to it; each round also times the FMA peak and a read of `probe`.
+fn pairs<C>(
+    title: &str,
+    (amount, unit): (f64, &str),
+    ctx: &mut C,
+    base: impl Fn(&mut C),
+    calls: &mut [(&str, Call<'_, C>)],
+    probe: &[f32],
+    rounds: usize,
+) {
     // Calls per timing: enough for 10 ms (after a warm-up call).
-    base(&mut b);
-    let once = time(&mut || base(&mut b), 1);
+    base(ctx);
+    let once = time(&mut || base(ctx), 1);
     let reps = ((0.01 / once).ceil() as usize).max(1);
     let mut plain_t = vec![];
     let mut ratios = vec![vec![]; calls.len()];
@@ -125,13 +191,13 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
     let mut peak_name = "";
     for round in 0..rounds {
         for (i, (_, call)) in calls.iter_mut().enumerate() {
-            call(&mut b);
+            call(ctx);
             let (tb, tv) = if (round + i) % 2 == 0 {
-                let tb = time(&mut || base(&mut b), reps);
-                (tb, time(&mut || call(&mut b), reps))
+                let tb = time(&mut || base(ctx), reps);
+                (tb, time(&mut || call(ctx), reps))
             } else {
-                let tv = time(&mut || call(&mut b), reps);
-                (time(&mut || base(&mut b), reps), tv)
+                let tv = time(&mut || call(ctx), reps);
+                (time(&mut || base(ctx), reps), tv)
             };
             plain_t.push(tb);
             ratios[i].push(tv / tb);
@@ -145,15 +211,9 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
         bandwidth.push((probe.len() * 4) as f64 / t.elapsed().as_secs_f64() / (1u64 << 30) as f64);
     }
     let t = median(&mut plain_t);
-    let kv_heads = s.kv_heads;
-    let (amount, unit) = if s.n_q == 1 {
-        ((2 * kv_heads * s.n_kv * s.d * 4) as f64 / (1u64 << 30) as f64, "GiB/s of K and V")
-    } else {
-        ((4 * s.heads * s.n_q * s.n_kv * s.d / if s.causal { 2 } else { 1 }) as f64 / 1e9, "GFLOP/s")
-    };
+    let calls_word = if reps == 1 { "call" } else { "calls" };
     println!(
-        "\n{}: dot/tiled {:.2} {unit} ({:.2} ms per call, {reps} calls per timing)",
-        s.name,
+        "\n{title} {:.2} {unit} ({:.2} ms per call, {reps} {calls_word} per timing)",
         amount / t,
         t * 1e3
     );
