@@ -37,7 +37,7 @@ use streamattn::{Attention, Mask, Scorer};
 #[allow(dead_code)]
 mod common;
 use common::cache::{Buffers, PagedCache, Shape, QUICK, SHAPES};
-use common::{fma_gflops, read_all, read_kv, shuffled, Floats, Pages};
+use common::{fma_gflops, prefetch_l2, read_all, read_kv, shuffled, Floats, Pages};
 
 /// A call timed in a pair: runs once on its context (a shape's buffers).
 type Call<'a, C> = Box<dyn FnMut(&mut C) + 'a>;
@@ -135,29 +135,40 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
 /// of 8 heads (`[n_blocks, heads, rows, 128]` pools, half of `probe` each),
 /// read alternately 128 rows of one head at a time in order (the plain
 /// call), or in blocks of 16 or 128 rows in a shuffled order, one head after
-/// the other (as a decode pass reads a paged cache), or the heads of 8
-/// blocks in turn (as a pass over several heads at once would).
+/// the other (as a decode pass reads a paged cache), the same asking L2 for
+/// each block two blocks ahead (as the decode pass's prefetch does), or the
+/// heads of 8 blocks in turn (as a pass over several heads at once would).
 fn memory(probe: &[f32], rounds: usize) {
     let (k, v) = probe.split_at(probe.len() / 2);
     let heads = 8;
     let mut calls: Vec<(&str, Call<'_, ()>)> = Vec::new();
-    for (name, rows, in_turn) in
-        [("blocks16", 16, false), ("blocks16-heads-in-turn", 16, true), ("blocks128", 128, false)]
-    {
+    // (name, rows per block, heads of 8 blocks in turn, blocks prefetched ahead)
+    let orders = [
+        ("blocks16", 16, false, 0),
+        ("blocks16-prefetched", 16, false, 2),
+        ("blocks16-heads-in-turn", 16, true, 0),
+        ("blocks128", 128, false, 0),
+    ];
+    for (name, rows, in_turn, ahead) in orders {
         let chunk = rows * 128;
         let table = shuffled(k.len() / (heads * chunk));
-        let read = move |b: u32, h: usize| {
-            let at = (b as usize * heads + h) * chunk;
-            read_all(&k[at..at + chunk]) + read_all(&v[at..at + chunk])
-        };
+        let at = move |b: u32, h: usize| (b as usize * heads + h) * chunk;
         let group = if in_turn { 8 } else { table.len() };
         calls.push((
             name,
             Box::new(move |_: &mut ()| {
-                let sum: f32 = table
-                    .chunks(group)
-                    .map(|g| (0..heads).map(|h| g.iter().map(|&b| read(b, h)).sum::<f32>()).sum::<f32>())
-                    .sum();
+                let mut sum = 0.0;
+                for g in table.chunks(group) {
+                    for h in 0..heads {
+                        for (i, &b) in g.iter().enumerate() {
+                            if let Some(&next) = g.get(i + ahead).filter(|_| ahead > 0) {
+                                prefetch_l2(&k[at(next, h)..][..chunk]);
+                                prefetch_l2(&v[at(next, h)..][..chunk]);
+                            }
+                            sum += read_all(&k[at(b, h)..][..chunk]) + read_all(&v[at(b, h)..][..chunk]);
+                        }
+                    }
+                }
                 black_box(sum);
             }),
         ));

@@ -104,6 +104,20 @@ pub fn read_kv_blocks(k: &[f32], v: &[f32], rows: usize, order: &[u32]) -> f32 {
     order.iter().map(|&b| read_all(&k[b as usize * n..][..n]) + read_all(&v[b as usize * n..][..n])).sum()
 }
 
+/// Asks for every cache line of `x` in L2 (`prefetcht1`; nothing on other
+/// architectures).
+#[allow(dead_code)] // used by the paired bench
+pub fn prefetch_l2(x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in x.chunks(16) {
+        // SAFETY: SSE is part of every x86-64 target; a prefetch is a hint
+        // that reads nothing the program sees and never faults.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// `0..n` in a shuffled order (a fixed Fisher-Yates shuffle).
 pub fn shuffled(n: usize) -> Vec<u32> {
     let mut order: Vec<u32> = (0..n as u32).collect();
