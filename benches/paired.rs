@@ -109,8 +109,8 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
     let mut b = Buffers::<f32>::new(s, s.heads, Pages::Small);
     let mut calls: Vec<(&str, Call<'_, Buffers>)> = Vec::new();
     let with = |attn| plain_call(s, attn);
-    // Softcap, ALiBi and sinks where the issue asks for their cost: one
-    // query head per key/value head.
+    // Softcap, ALiBi and sinks on the shapes with one query head per
+    // key/value head.
     if s.heads == s.kv_heads {
         calls.push(("softcap", with(plain.softcap(30.0))));
         calls.push(("alibi", with(plain.alibi(&slopes))));

@@ -110,8 +110,9 @@ pub(crate) struct At {
 /// Computes every head of `problem` into `out` (laid out by `out_layout`)
 /// and, if given, the log-sum-exps `lse[h * lse_stride + i]`. When the query heads
 /// that share a key/value head have at most [`DECODE_ROWS`] rows in all, they
-/// go through the decode kernel together (one pass over that K and V);
-/// otherwise each head goes through the blocked prefill loop.
+/// go through the decode kernel together (one pass over that K and V) at
+/// the levels with vectors; otherwise each head goes through the blocked
+/// prefill loop.
 fn run<S: Simd, E: Element>(
     simd: S,
     problem: &Problem<'_, E>,
@@ -131,8 +132,8 @@ fn run<S: Simd, E: Element>(
     // lane at a time the pass executes more instructions than the scalar
     // path (`benches/RESULTS.md`, Cortex-M4F), and its eight instantiations
     // per element type would be most of the flash of a firmware without
-    // SIMD. On targets with SIMD it runs only when asked for, as the
-    // reference of what targets without SIMD run.
+    // SIMD. On targets with SIMD it runs only when asked for, and then
+    // takes the path that targets without SIMD take.
     if const { S::LANES > 1 }
         && g * n_q <= DECODE_ROWS
         && !matches!(problem.kind, Kind::Additive { .. })
