@@ -137,28 +137,41 @@ fn compare(s: &Shape, dot: &Attention<'_>, probe: &[f32], rounds: usize) {
 /// call), or in blocks of 16 or 128 rows in a shuffled order, one head after
 /// the other (as a decode pass reads a paged cache), the same asking L2 for
 /// each block two blocks ahead (as the decode pass's prefetch does), or the
-/// heads of 8 blocks in turn (as a pass over several heads at once would).
+/// heads of 8 blocks in turn, or of each block (alternating K and V per
+/// head, or all of the block's K and then all of its V), as a pass over
+/// several heads at once could.
 fn memory(probe: &[f32], rounds: usize) {
     let (k, v) = probe.split_at(probe.len() / 2);
     let heads = 8;
     let mut calls: Vec<(&str, Call<'_, ()>)> = Vec::new();
-    // (name, rows per block, heads of 8 blocks in turn, blocks prefetched ahead)
+    // (name, rows per block, blocks whose heads are read in turn (0: all),
+    // blocks prefetched ahead)
     let orders = [
-        ("blocks16", 16, false, 0),
-        ("blocks16-prefetched", 16, false, 2),
-        ("blocks16-heads-in-turn", 16, true, 0),
-        ("blocks128", 128, false, 0),
+        ("blocks16", 16, 0, 0),
+        ("blocks16-prefetched", 16, 0, 2),
+        ("blocks16-heads-in-turn", 16, 8, 0),
+        ("blocks16-block-by-block", 16, 1, 0),
+        ("blocks16-k-then-v-of-each-block", 16, 1, 0),
+        ("blocks128", 128, 0, 0),
     ];
-    for (name, rows, in_turn, ahead) in orders {
+    for (name, rows, group, ahead) in orders {
+        let whole = name.ends_with("k-then-v-of-each-block");
         let chunk = rows * 128;
         let table = shuffled(k.len() / (heads * chunk));
         let at = move |b: u32, h: usize| (b as usize * heads + h) * chunk;
-        let group = if in_turn { 8 } else { table.len() };
+        let group = if group == 0 { table.len() } else { group };
         calls.push((
             name,
             Box::new(move |_: &mut ()| {
                 let mut sum = 0.0;
-                for g in table.chunks(group) {
+                if whole {
+                    // Each block's K for every head, then its V.
+                    for &b in &table {
+                        sum += read_all(&k[at(b, 0)..][..heads * chunk])
+                            + read_all(&v[at(b, 0)..][..heads * chunk]);
+                    }
+                }
+                for g in table.chunks(group).filter(|_| !whole) {
                     for h in 0..heads {
                         for (i, &b) in g.iter().enumerate() {
                             if let Some(&next) = g.get(i + ahead).filter(|_| ahead > 0) {
@@ -236,9 +249,9 @@ fn pairs<C>(
         median(&mut bandwidth),
         probe.len() >> 18
     );
-    println!("  {:<22} {:>12} {:>22} {:>12}", "variant", "time ratio", "95% interval", "throughput");
+    println!("  {:<32} {:>12} {:>22} {:>12}", "variant", "time ratio", "95% interval", "throughput");
     for ((name, _), r) in calls.iter().zip(&mut ratios) {
         let (m, lo, hi) = median_interval(r);
-        println!("  {name:<22} {m:>12.4} {:>22} {:>11.3}×", format!("[{lo:.4}, {hi:.4}]"), 1.0 / m);
+        println!("  {name:<32} {m:>12.4} {:>22} {:>11.3}×", format!("[{lo:.4}, {hi:.4}]"), 1.0 / m);
     }
 }
