@@ -10,7 +10,7 @@
 
 use half::{bf16, f16};
 
-/// An element type of a key or value cache: `f32`, [`f16`] or [`bf16`].
+/// An element type of a key or value cache: `f32`, [`f16`](struct@f16) or [`bf16`].
 ///
 /// Sealed: the kernels convert these three and no others. Every value of
 /// each converts to `f32` exactly ([`to_f32`](Element::to_f32)); a NaN
