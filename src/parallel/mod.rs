@@ -10,7 +10,7 @@
 //!   of 1536 query rows (the last block of a head takes up to 8 more rows);
 //! - **decode** (at most 8 query rows): one task per key/value head, with all
 //!   the query heads that read it;
-//! - **scalar path** ([`Kernel::Scalar`]): one task per head and 64 rows.
+//! - **scalar path** ([`Kernel::Scalar`](crate::Kernel::Scalar)): one task per head and 64 rows.
 //!
 //! [`Attention::par_run_batch`] runs the tasks of all the sequences of a
 //! batch in one loop, largest first.
