@@ -1,5 +1,5 @@
 //! The element types a key/value cache may be stored in: `f32`, and the
-//! 16-bit [`f16`](half::f16) (IEEE binary16) and [`bf16`](half::bf16)
+//! 16-bit [`half::f16`] (IEEE binary16) and [`half::bf16`]
 //! (bfloat16) of the `half` crate.
 //!
 //! Only keys and values take these types, the same for both in one call. Queries, outputs, log-sum-exps,

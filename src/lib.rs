@@ -15,7 +15,7 @@
 //! fixed stack buffer, whatever `n_q` and `n_kv` are. The crate is `no_std`
 //! and never allocates.
 //!
-//! - [`Scorer`] says how a query is compared with a key; [`project`] makes the
+//! - [`Scorer`] says how a query is compared with a key; [`project`](fn@project) makes the
 //!   projected queries and keys of the additive scorer.
 //! - [`Mask`], [`Attention::key_len`] and [`Bias`] say which keys each row sees.
 //! - [`MatRef`], [`MatMut`], [`HeadsRef`], [`HeadsMut`] are strided views of the

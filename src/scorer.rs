@@ -32,7 +32,7 @@ use crate::{Element, Error};
 /// - `Additive` takes the *projected* queries `a_i = W q_i` as `q` and the
 ///   projected keys `b_j = U k_j` as `k` (both of width `h`, the projection
 ///   size, which plays the part of `d`), and the length-`h` vector `w`. The
-///   crate does not own `W` and `U` ([`project`](crate::project) applies them).
+///   crate does not own `W` and `U` ([`project`](fn@crate::project) applies them).
 ///   Every score lies in `[−‖w‖₁, ‖w‖₁]`; the crate requires
 ///   `‖w‖₁ · e^{(h+1)·2⁻²⁴} ≤ f32::MAX` (`‖w‖₁` finite, with room for the
 ///   rounding of the sum), so no score overflows and a finite input never

@@ -244,7 +244,7 @@ fn stream<S: Simd, E: Element, const R: usize>(
 
 /// Dot products of the `R` rows with the keys `range` (tile coordinates)
 /// into `s[r][j]`, and with `norms` the keys' squared norms into `kn[j]`:
-/// blocks of [`key_block`] keys, then one at a time. With a `centre`, the
+/// blocks of `key_block` keys (the tuning of the pass), then one at a time. With a `centre`, the
 /// keys are offset by it first (`q` is then offset too, and `norms` is
 /// set). Calls `ahead(j)` before reading key `j`. If `paired`, the `bf16`
 /// keys are read in pairs of vectors, `q` and `centre` being in
