@@ -22,9 +22,9 @@
 //! shuffled order against reading them in order (`memory` below).
 //!
 //! Run: `cargo bench --bench paired` (about 2 minutes; `STREAMATTN_PAIRS`
-//! rounds, default 31), or the shapes whose names contain a word:
-//! `cargo bench --bench paired -- decode`; `STREAMATTN_BENCH_QUICK=1` for a smoke run (small
-//! shapes, 3 rounds).
+//! rounds, default 31), or only the comparisons whose names contain a word:
+//! `cargo bench --bench paired -- decode`. `STREAMATTN_BENCH_QUICK=1` for a
+//! smoke run (small shapes, 3 rounds).
 
 // Test and example code is held to clippy's default lints (Cargo.toml).
 #![allow(clippy::pedantic)]
@@ -42,7 +42,7 @@ use common::{fma_gflops, prefetch_l2, read_all, read_kv, shuffled, Floats, Pages
 /// A call timed in a pair: runs once on its context (a shape's buffers).
 type Call<'a, C> = Box<dyn FnMut(&mut C) + 'a>;
 
-/// Seconds per call of `f`, over enough calls to last 10 ms.
+/// Seconds per call of `f`, timed over `calls` calls.
 fn time(f: &mut dyn FnMut(), calls: usize) -> f64 {
     let t = Instant::now();
     for _ in 0..calls {
@@ -58,7 +58,7 @@ fn median(x: &mut [f64]) -> f64 {
 
 /// The median of `x` and the order statistics around it that cover the
 /// population median with about 95% probability (normal approximation of
-/// the binomial; the extremes for fewer than 6 values).
+/// the binomial; the extremes for fewer than 8 values).
 fn median_interval(x: &mut [f64]) -> (f64, f64, f64) {
     x.sort_by(f64::total_cmp);
     let n = x.len();
@@ -69,7 +69,8 @@ fn median_interval(x: &mut [f64]) -> (f64, f64, f64) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a name after it keeps the shapes that contain it.
+    // `cargo bench` passes `--bench`; a word after it keeps the comparisons
+    // (shapes, and `read`) whose names contain it.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     let quick = std::env::var_os("STREAMATTN_BENCH_QUICK").is_some();
     let rounds: usize = match std::env::var("STREAMATTN_PAIRS") {
