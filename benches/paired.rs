@@ -146,17 +146,16 @@ fn memory(probe: &[f32], rounds: usize) {
     let heads = 8;
     let mut calls: Vec<(&str, Call<'_, ()>)> = Vec::new();
     // (name, rows per block, blocks whose heads are read in turn (0: all),
-    // blocks prefetched ahead)
+    // blocks prefetched ahead, heads read at once: their K, then their V)
     let orders = [
-        ("blocks16", 16, 0, 0),
-        ("blocks16-prefetched", 16, 0, 2),
-        ("blocks16-heads-in-turn", 16, 8, 0),
-        ("blocks16-block-by-block", 16, 1, 0),
-        ("blocks16-k-then-v-of-each-block", 16, 1, 0),
-        ("blocks128", 128, 0, 0),
+        ("blocks16", 16, 0, 0, 1),
+        ("blocks16-prefetched", 16, 0, 2, 1),
+        ("blocks16-heads-in-turn", 16, 8, 0, 1),
+        ("blocks16-block-by-block", 16, 1, 0, 1),
+        ("blocks16-k-then-v-of-each-block", 16, 1, 0, heads),
+        ("blocks128", 128, 0, 0, 1),
     ];
-    for (name, rows, group, ahead) in orders {
-        let whole = name.ends_with("k-then-v-of-each-block");
+    for (name, rows, group, ahead, span) in orders {
         let chunk = rows * 128;
         let table = shuffled(k.len() / (heads * chunk));
         let at = move |b: u32, h: usize| (b as usize * heads + h) * chunk;
@@ -165,21 +164,15 @@ fn memory(probe: &[f32], rounds: usize) {
             name,
             Box::new(move |_: &mut ()| {
                 let mut sum = 0.0;
-                if whole {
-                    // Each block's K for every head, then its V.
-                    for &b in &table {
-                        sum += read_all(&k[at(b, 0)..][..heads * chunk])
-                            + read_all(&v[at(b, 0)..][..heads * chunk]);
-                    }
-                }
-                for g in table.chunks(group).filter(|_| !whole) {
-                    for h in 0..heads {
+                for g in table.chunks(group) {
+                    for h in (0..heads).step_by(span) {
                         for (i, &b) in g.iter().enumerate() {
                             if let Some(&next) = g.get(i + ahead).filter(|_| ahead > 0) {
                                 prefetch_l2(&k[at(next, h)..][..chunk]);
                                 prefetch_l2(&v[at(next, h)..][..chunk]);
                             }
-                            sum += read_all(&k[at(b, h)..][..chunk]) + read_all(&v[at(b, h)..][..chunk]);
+                            let n = span * chunk;
+                            sum += read_all(&k[at(b, h)..][..n]) + read_all(&v[at(b, h)..][..n]);
                         }
                     }
                 }
